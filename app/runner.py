@@ -45,6 +45,7 @@ class Runner:
         self.steps_per_second = steps_per_second
         self._paused = start_paused
         self._stop = False
+        self._stop_state = "stopped"
         self._pending: list[Future] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -101,6 +102,11 @@ class Runner:
         self._wake.set()
         self.join(timeout)
 
+    def halt(self, state: str = "interrupted") -> None:
+        """Stop without state checks (server shutdown); the run ends as `state`."""
+        self._stop_state, self._stop = state, True
+        self._wake.set()
+
     def join(self, timeout: float | None = None) -> None:
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
@@ -122,7 +128,7 @@ class Runner:
             self._evaluate(with_grid=True)
             while True:
                 if self._stop:
-                    final = "stopped"
+                    final = self._stop_state
                     break
                 if tr.done:
                     break
@@ -224,7 +230,7 @@ class Runner:
             if final == "diverged":
                 self._flush()
                 self._emit({"type": "alarm", "step": tr.step, "reason": reason})
-            elif final in ("finished", "stopped"):
+            elif final != "failed":
                 self._evaluate(with_grid=True)
             self._flush()
         except Exception:

@@ -1,0 +1,24 @@
+"""Dependencies shared by the routes: the manager and store that the lifespan owns."""
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from app.manager import RunManager
+from app.store import RunStore
+
+
+def get_manager(request: Request) -> RunManager:
+    return request.app.state.manager
+
+
+def get_store(request: Request) -> RunStore:
+    return request.app.state.store
+
+
+Manager = Annotated[RunManager, Depends(get_manager)]
+Store = Annotated[RunStore, Depends(get_store)]
+
+
+def not_found(run_id: str) -> HTTPException:
+    return HTTPException(404, f"no run with id {run_id!r}")

@@ -1,0 +1,80 @@
+"""The `backbeat` command: start the server, print the URL, open the browser."""
+
+import argparse
+import errno
+import socket
+import sys
+import threading
+import webbrowser
+from pathlib import Path
+
+import uvicorn
+
+from app.settings import Settings
+from app.store import RunStore, StoreError
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = Settings()
+    p = argparse.ArgumentParser(prog="backbeat", description="Hear and see a network learn.")
+    p.add_argument("--host", default=defaults.host, help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=defaults.port, help="port (default 8000)")
+    p.add_argument("--data", type=Path, default=defaults.data_dir, help="run history folder")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument(
+        "--max-runs",
+        type=int,
+        default=defaults.max_concurrent_runs,
+        help="runs trained at once (default 2)",
+    )
+    return p.parse_args(argv)
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.errno not in (errno.EADDRINUSE, errno.EACCES)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    from app.server import create_app  # late: --help stays instant
+
+    if not port_free(args.host, args.port):
+        print(
+            f"backbeat: port {args.port} on {args.host} is already in use; "
+            f"try --port {args.port + 1}",
+            file=sys.stderr,
+        )
+        return 2
+    try:  # open the history once before serving, so a bad folder is one clear line
+        RunStore(args.data).close()
+    except StoreError as exc:
+        print(f"backbeat: {exc}", file=sys.stderr)
+        return 1
+    settings = Settings(
+        host=args.host, port=args.port, data_dir=args.data, max_concurrent_runs=args.max_runs
+    )
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    url = f"http://{shown}:{args.port}/"
+    print(f"Backbeat is playing at {url}  (history in {args.data}; Ctrl+C stops)", flush=True)
+    if not args.no_browser:
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    config = uvicorn.Config(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        ws_max_size=4096,
+        timeout_graceful_shutdown=3,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

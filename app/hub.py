@@ -1,0 +1,178 @@
+"""Thread → event-loop bridge and fan-out: each run's stream serialised once for all viewers."""
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from app.history import History
+from app.steps import StepBlock, concat_blocks
+from app.wire import block_columns, clean, dumps
+
+FRAME_INTERVAL = 1 / 60  # s: at most ~60 messages a second per run, however fast training goes
+VIEWER_QUEUE = 240  # messages a viewer may lag (about 4 s of frames) before eviction
+RECENT_EVALS = 200  # evals (without grids) kept for a late joiner's charts
+EVICTED = 4008  # websocket close code for a viewer that cannot keep up
+DISCRETE_EVENTS = ("chime", "alarm", "overfit")
+
+
+class Viewer:
+    """One websocket's outbox; a `None` in it means: close, you fell too far behind."""
+
+    def __init__(self, maxsize: int = VIEWER_QUEUE) -> None:
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize)
+        self.evicted = False
+
+    def offer(self, text: str) -> bool:
+        if self.evicted:
+            return False
+        try:
+            self.queue.put_nowait(text)
+            return True
+        except asyncio.QueueFull:
+            self.evicted = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+            return False
+
+
+class Channel:
+    """A live run's stream: the training thread pushes, the loop drains ≤60 Hz and fans out."""
+
+    def __init__(
+        self,
+        run_id: str,
+        n_layers: int,
+        loop: asyncio.AbstractEventLoop,
+        describe: Callable[[], dict],
+        persist_steps: Callable[[StepBlock], None],
+        persist_event: Callable[[dict], None],
+    ) -> None:
+        self.run_id, self.n_layers, self.loop = run_id, n_layers, loop
+        self.describe, self.persist_steps, self.persist_event = (
+            describe,
+            persist_steps,
+            persist_event,
+        )
+        self.inbox: deque[tuple[str, object]] = deque()
+        self.wake = asyncio.Event()
+        self.poked = False
+        self.seq = 0
+        self.viewers: set[Viewer] = set()
+        self.history = History(n_layers)
+        self.evals: deque[dict] = deque(maxlen=RECENT_EVALS)
+        self.last_eval: dict | None = None
+        self.events: list[dict] = []
+        self.latest: dict | None = None
+        self.ended = False
+        self.evictions = 0
+
+    # -- training thread (the Runner's sink) --------------------------------------------
+    def on_steps(self, run_id: str, block: StepBlock) -> None:
+        self.inbox.append(("steps", block))
+        self._poke()
+
+    def on_event(self, run_id: str, event: dict) -> None:
+        self.inbox.append(("event", event))
+        self._poke()
+
+    def _poke(self) -> None:
+        if not self.poked:
+            self.poked = True
+            with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
+                self.loop.call_soon_threadsafe(self.wake.set)
+
+    # -- event loop ---------------------------------------------------------------------
+    async def pump(self) -> None:
+        """Drain, persist, serialise once, fan out; then rest so frames stay ≤60 a second."""
+        while not self.ended:
+            await self.wake.wait()
+            self.wake.clear()
+            self.poked = False
+            for message in self._drain():
+                self._broadcast(message)
+            await asyncio.sleep(FRAME_INTERVAL)
+
+    def _drain(self) -> list[dict]:
+        blocks, evals, others = [], [], []
+        while self.inbox:
+            kind, item = self.inbox.popleft()
+            if kind == "steps":
+                blocks.append(item)
+                self.persist_steps(item)
+                continue
+            event = clean(item)
+            self.persist_event(event)
+            if event["type"] == "eval":
+                evals.append(event)
+            else:
+                others.append(event)
+        messages = []
+        if blocks:
+            block = concat_blocks(blocks, self.n_layers)
+            self.history.add(block)
+            frame = {"type": "frame", **block_columns(block)}
+            self.latest = {
+                "step": frame["beats"]["step"][-1],
+                "loss": frame["beats"]["loss"][-1],
+                "accuracy": frame["beats"]["accuracy"][-1],
+                "entropy": frame["beats"]["entropy"][-1],
+                "crescendo": frame["crescendo"][-1],
+            }
+            messages.append(frame)
+        if evals:
+            messages.append(self._remember_evals(evals))
+        for event in others:
+            if event["type"] in DISCRETE_EVENTS:
+                self.events.append({k: event[k] for k in ("type", "step")})
+            self.ended = self.ended or event["type"] == "end"
+            messages.append(event)
+        return messages
+
+    def _remember_evals(self, evals: list[dict]) -> dict:
+        """Coalesce a tick's evals into the newest one, carrying the newest decision grid."""
+        newest = dict(evals[-1])
+        if newest.get("grid") is None:
+            grids = [e["grid"] for e in evals if e.get("grid") is not None]
+            if grids:
+                newest["grid"] = grids[-1]
+        for e in evals:
+            self.evals.append({k: v for k, v in e.items() if k != "grid"})
+        if newest.get("grid") is not None or self.last_eval is None:
+            self.last_eval = newest
+        else:
+            self.last_eval = {**newest, "grid": self.last_eval.get("grid")}
+        return newest
+
+    def _broadcast(self, message: dict) -> None:
+        self.seq += 1
+        text = dumps({**message, "seq": self.seq})
+        for viewer in list(self.viewers):
+            if not viewer.offer(text):
+                self.viewers.discard(viewer)
+                self.evictions += 1
+
+    def hello(self) -> dict:
+        return {
+            "type": "hello",
+            "run": self.describe(),
+            "history": {k: v.tolist() for k, v in self.history.columns().items()},
+            "evals": list(self.evals),
+            "last_eval": self.last_eval,
+            "events": list(self.events),
+            "replay": False,
+            "server_time": time.time(),
+            "seq": self.seq,
+        }
+
+    @contextlib.contextmanager
+    def subscribe(self, **hello_overrides) -> Iterator[tuple[Viewer, str]]:
+        """Register a viewer and build its hello in the same tick, so nothing falls between."""
+        viewer = Viewer()
+        self.viewers.add(viewer)
+        try:
+            yield viewer, dumps(clean({**self.hello(), **hello_overrides}))
+        finally:
+            self.viewers.discard(viewer)

@@ -1,0 +1,126 @@
+"""The run manager: creates runs, caps how many train at once, wires each to stream and store."""
+
+import asyncio
+import contextlib
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from app.config import RunConfig
+from app.engine import Trainer
+from app.hub import Channel
+from app.runner import LIVE_STATES, Runner
+from app.store import RunStore
+
+
+class TooManyRuns(RuntimeError):
+    """More live runs than the server trains at once."""
+
+
+@dataclass
+class LiveRun:
+    id: str
+    config: RunConfig
+    trainer: Trainer
+    runner: Runner
+    channel: Channel
+    created: float
+    pump: asyncio.Task | None = field(default=None, repr=False)
+
+    def describe(self) -> dict:
+        tr = self.trainer
+        return {
+            "id": self.id,
+            "state": self.runner.state,
+            "step": tr.step,
+            "epoch": tr.epoch,
+            "config": self.config.model_dump(),
+            "layers": tr.layers,
+            "features": self.config.input_features,
+            "task": tr.task,
+            "n_classes": tr.n_classes,
+            "steps_per_second": self.runner.steps_per_second,
+            "created": self.created,
+        }
+
+
+class RunManager:
+    """Owns the live runs; everything it does on the event loop is quick."""
+
+    def __init__(self, store: RunStore, max_concurrent: int = 2) -> None:
+        self.store, self.max_concurrent = store, max_concurrent
+        self.runs: dict[str, LiveRun] = {}
+
+    def live_count(self) -> int:
+        return sum(1 for r in self.runs.values() if r.runner.alive)
+
+    async def create(self, config: RunConfig) -> LiveRun:
+        if self.live_count() >= self.max_concurrent:
+            raise TooManyRuns(
+                f"{self.max_concurrent} runs are already training; stop one first "
+                f"(the limit is {self.max_concurrent} at once)"
+            )
+        trainer = await asyncio.to_thread(Trainer, config)
+        run_id = secrets.token_hex(6)
+        created = time.time()
+        loop = asyncio.get_running_loop()
+        holder: dict[str, LiveRun] = {}
+        channel = Channel(
+            run_id,
+            trainer.net.n_layers,
+            loop,
+            describe=lambda: holder["run"].describe(),
+            persist_steps=lambda block: self.store.append_steps(run_id, block),
+            persist_event=lambda event: self._persist_event(run_id, event),
+        )
+        runner = Runner(
+            run_id, trainer, channel, config.steps_per_second, start_paused=config.start_paused
+        )
+        run = holder["run"] = LiveRun(run_id, config, trainer, runner, channel, created)
+        self.store.create_run(run_id, config.model_dump(), trainer.layers, created)
+        self.runs[run_id] = run
+        run.pump = asyncio.create_task(channel.pump(), name=f"pump-{run_id}")
+        runner.start()
+        return run
+
+    def _persist_event(self, run_id: str, event: dict) -> None:
+        self.store.append_event(run_id, event)
+        kind = event["type"]
+        if kind == "state":
+            self.store.set_state(run_id, event["state"], step=event["step"])
+        elif kind == "end":
+            self.store.set_state(
+                run_id, event["state"], step=event["step"], summary=event["summary"]
+            )
+            run = self.runs.get(run_id)
+            if run is not None:  # keep the final parameters so exports outlive the server
+                self.store.append_event(run_id, {"type": "model", **run.trainer.model()})
+
+    def get(self, run_id: str) -> LiveRun | None:
+        return self.runs.get(run_id)
+
+    def checkpoint(self) -> None:
+        """Record live runs' progress so the listing and a crash both see a recent step."""
+        for run in self.runs.values():
+            if run.runner.state in LIVE_STATES:
+                self.store.set_state(run.id, run.runner.state, step=run.trainer.step)
+
+    async def delete(self, run_id: str) -> None:
+        run = self.runs.pop(run_id, None)
+        if run is not None:
+            if run.runner.alive:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(run.runner.stop, 5.0)
+            if run.pump is not None:
+                run.pump.cancel()
+
+    async def shutdown(self, timeout: float = 2.0) -> None:
+        """Stop every training thread (each within the timeout) and let the pumps drain."""
+        live = [r for r in self.runs.values() if r.runner.alive]
+        for run in live:
+            run.runner.halt("interrupted")
+        await asyncio.to_thread(lambda: [r.runner.join(timeout) for r in live])
+        await asyncio.sleep(0.05)
+        for run in self.runs.values():
+            if run.pump is not None:
+                run.pump.cancel()

@@ -1,0 +1,70 @@
+"""The app factory: lifespan owns the store, the run manager and the store flusher."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from app import __version__
+from app.api import meta, runs, stream
+from app.manager import RunManager
+from app.settings import Settings
+from app.store import RunStore
+
+log = logging.getLogger("backbeat")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def _flush_forever(app: FastAPI, interval: float) -> None:
+    """Write buffered metrics to SQLite at least once a second, off the event loop."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            app.state.manager.checkpoint()
+            await asyncio.to_thread(app.state.store.flush)
+        except Exception:
+            log.exception("could not write run history")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = RunStore(settings.data_dir, max_runs=settings.max_stored_runs)
+        interrupted = store.mark_interrupted()
+        if interrupted:
+            log.warning("marked %d run(s) cut off by a crash as interrupted", len(interrupted))
+        store.prune()
+        app.state.store = store
+        app.state.manager = RunManager(store, settings.max_concurrent_runs)
+        flusher = asyncio.create_task(_flush_forever(app, settings.store_flush_interval))
+        try:
+            yield
+        finally:
+            await app.state.manager.shutdown()
+            flusher.cancel()
+            store.flush()
+            store.close()
+
+    app = FastAPI(title="Backbeat", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(meta.router)
+    app.include_router(runs.router)
+    app.include_router(stream.router)
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    templates = Jinja2Templates(directory=ROOT / "templates")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(
+            request, "index.html", {"version": __version__, "role": "presenter"}
+        )
+
+    return app

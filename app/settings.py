@@ -1,0 +1,27 @@
+"""Server settings in one place: command-line flags and BACKBEAT_* environment variables."""
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+def default_data_dir() -> Path:
+    """Per-user data folder: $BACKBEAT_DATA, else $XDG_DATA_HOME/backbeat, else ~/.local/share."""
+    if env := os.environ.get("BACKBEAT_DATA"):
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "backbeat"
+
+
+class Settings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Field(default_factory=default_data_dir)
+    max_concurrent_runs: int = Field(
+        default_factory=lambda: int(os.environ.get("BACKBEAT_MAX_RUNS", "2")), ge=1, le=64
+    )
+    max_stored_runs: int = Field(
+        default_factory=lambda: int(os.environ.get("BACKBEAT_MAX_STORED_RUNS", "200")), ge=1
+    )
+    store_flush_interval: float = 0.5  # s between writes of buffered metrics to SQLite
