@@ -10,6 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
+from app.security import new_token
 from app.settings import Settings
 from app.store import RunStore, StoreError
 
@@ -21,6 +22,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=defaults.port, help="port (default 8000)")
     p.add_argument("--data", type=Path, default=defaults.data_dir, help="run history folder")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument(
+        "--share",
+        action="store_true",
+        help="serve the room: bind all interfaces; only the presenter link controls runs",
+    )
+    p.add_argument(
+        "--allow-origin", action="append", default=[], help="extra websocket origin to accept"
+    )
     p.add_argument(
         "--max-runs",
         type=int,
@@ -40,14 +49,24 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def lan_address() -> str:
+    """The address other devices in the room reach this machine on (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: only picks the outgoing interface
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     from app.server import create_app  # late: --help stays instant
 
-    if not port_free(args.host, args.port):
+    host = "0.0.0.0" if args.share and args.host == "127.0.0.1" else args.host
+    if not port_free(host, args.port):
         print(
-            f"backbeat: port {args.port} on {args.host} is already in use; "
-            f"try --port {args.port + 1}",
+            f"backbeat: port {args.port} on {host} is already in use; try --port {args.port + 1}",
             file=sys.stderr,
         )
         return 2
@@ -56,20 +75,36 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         print(f"backbeat: {exc}", file=sys.stderr)
         return 1
+    token = new_token() if args.share else None
     settings = Settings(
-        host=args.host, port=args.port, data_dir=args.data, max_concurrent_runs=args.max_runs
+        host=host,
+        port=args.port,
+        data_dir=args.data,
+        max_concurrent_runs=args.max_runs,
+        presenter_token=token,
+        allowed_origins=tuple(args.allow_origin),
     )
-    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    url = f"http://{shown}:{args.port}/"
-    print(f"Backbeat is playing at {url}  (history in {args.data}; Ctrl+C stops)", flush=True)
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{local}:{args.port}/"
+    if token:
+        room = f"http://{lan_address()}:{args.port}/"
+        url = f"{url}?token={token}"
+        print(f"Backbeat is shared with the room (history in {args.data}; Ctrl+C stops)")
+        print(f"  viewers:   {room}")
+        print(f"  presenter: {url}   <- keep this one to yourself", flush=True)
+    else:
+        print(f"Backbeat is playing at {url}  (history in {args.data}; Ctrl+C stops)", flush=True)
     if not args.no_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
     config = uvicorn.Config(
         create_app(settings),
-        host=args.host,
+        host=host,
         port=args.port,
         log_level="warning",
-        ws_max_size=4096,
+        access_log=False,  # request lines would carry the presenter token
+        ws_max_size=settings.max_message_bytes,
+        ws_ping_interval=10.0,
+        ws_ping_timeout=10.0,
         timeout_graceful_shutdown=3,
     )
     uvicorn.Server(config).run()

@@ -1,33 +1,55 @@
 """The network: dense layers over one flat parameter vector, with hand-written backprop.
 
-All weights live in one contiguous vector (weights of every layer first, then every
-bias), and gradients in a twin vector, so an optimizer updates everything in one
-operation and per-layer norms are a single `reduceat`. Imports numpy only.
+All parameters live in one contiguous vector and gradients in a twin, so an optimizer
+updates everything in one operation and per-layer norms are a single `reduceat`. Each
+layer is one (fan_out, fan_in + 1) block whose last column is the bias. Activations are
+kept as columns (units x batch) with a row of ones appended, so a layer is one matmul
+with its bias folded in, and sums over classes run along contiguous rows. Imports numpy only.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-ActivationFn = Callable[[np.ndarray], np.ndarray]
+
+def _tanh(v: np.ndarray) -> None:
+    np.tanh(v, out=v)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # tanh form never overflows
+def _relu(v: np.ndarray) -> None:
+    np.maximum(v, 0.0, out=v)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+def _sigmoid(v: np.ndarray) -> None:
+    v *= 0.5  # 0.5 * (1 + tanh(z / 2)): the tanh form never overflows
+    np.tanh(v, out=v)
+    v += 1.0
+    v *= 0.5
 
 
-# name -> (activation, derivative expressed through the activation's output)
-ACTIVATIONS: dict[str, tuple[ActivationFn, ActivationFn]] = {
-    "relu": (lambda z: np.maximum(z, 0.0), lambda a: (a > 0.0).astype(a.dtype)),
-    "tanh": (np.tanh, lambda a: 1.0 - a * a),
-    "sigmoid": (_sigmoid, lambda a: a * (1.0 - a)),
-    "linear": (lambda z: z, lambda a: np.ones_like(a)),
+def _linear(v: np.ndarray) -> None:
+    pass
+
+
+def _tanh_back(d: np.ndarray, a: np.ndarray) -> None:
+    d -= d * a * a  # d * (1 - a^2)
+
+
+def _relu_back(d: np.ndarray, a: np.ndarray) -> None:
+    d *= a > 0.0
+
+
+def _sigmoid_back(d: np.ndarray, a: np.ndarray) -> None:
+    d *= a - a * a  # d * a(1 - a)
+
+
+# name -> (activation in place on pre-activations, backprop in place given the activation)
+ACTIVATIONS = {
+    "relu": (_relu, _relu_back),
+    "tanh": (_tanh, _tanh_back),
+    "sigmoid": (_sigmoid, _sigmoid_back),
+    "linear": (_linear, _linear),
 }
 
 # output activation -> the losses it pairs with
@@ -40,18 +62,25 @@ REGULARIZATIONS = ("none", "l1", "l2")
 
 
 class Cache(NamedTuple):
-    """What backward needs: every layer's activation (input first) and the output logits."""
+    """What backward needs, as columns: each layer's input with its ones row, then the output.
+
+    `log_norm` is the output's log-partition per example (softplus of the logit for sigmoid,
+    log-sum-exp for softmax, None for linear): cross-entropy and entropy both come from it.
+    """
 
     acts: list[np.ndarray]
     logits: np.ndarray
+    log_norm: np.ndarray | None
+
+    @property
+    def columns(self) -> np.ndarray:
+        """The prediction as (outputs, batch)."""
+        return self.acts[-1]
 
     @property
     def output(self) -> np.ndarray:
-        return self.acts[-1]
-
-
-def _softplus(z: np.ndarray) -> np.ndarray:
-    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
+        """The prediction as (batch, outputs)."""
+        return self.acts[-1].T
 
 
 class Network:
@@ -74,33 +103,31 @@ class Network:
         if regularization not in REGULARIZATIONS:
             raise ValueError(f"unknown regularization {regularization!r}")
         self.sizes = [int(n) for n in sizes]
+        self.n_layers = len(self.sizes) - 1
         self.activation, self.output, self.loss_name = activation, output, loss
         self.regularization, self.regularization_rate = regularization, float(regularization_rate)
-        self._act, self._dact = ACTIVATIONS[activation]
+        self._act, self._back = ACTIVATIONS[activation]
         pairs = list(zip(self.sizes[:-1], self.sizes[1:], strict=True))
-        n_weights = sum(i * o for i, o in pairs)
-        self.n_weights = n_weights
-        self.params = np.zeros(n_weights + sum(o for _, o in pairs))
-        self.grads = np.zeros_like(self.params)
-        self.weights, self.biases, self.grad_w, self.grad_b = [], [], [], []
-        starts, w_at, b_at = [], 0, n_weights
+        n_params = sum((i + 1) * o for i, o in pairs)
+        self.state = np.zeros((2, n_params))  # params and grads side by side: squared in one go
+        self.params, self.grads = self.state
+        self.blocks, self.grad_blocks = [], []
+        self.weight_mask = np.zeros(n_params)  # 1 where a parameter is a weight, 0 for a bias
+        starts, at = [], 0
         for i, o in pairs:
-            starts.append(w_at)
-            self.weights.append(self.params[w_at : w_at + i * o].reshape(i, o))
-            self.grad_w.append(self.grads[w_at : w_at + i * o].reshape(i, o))
-            w_at += i * o
-        for _, o in pairs:
-            starts.append(b_at)
-            self.biases.append(self.params[b_at : b_at + o])
-            self.grad_b.append(self.grads[b_at : b_at + o])
-            b_at += o
-        # reduceat offsets: one segment per layer's weights, then one per layer's biases
-        self.segment_starts = np.array(starts, dtype=np.intp)
+            starts.append(at)
+            self.blocks.append(self.params[at : at + (i + 1) * o].reshape(o, i + 1))
+            self.grad_blocks.append(self.grads[at : at + (i + 1) * o].reshape(o, i + 1))
+            self.weight_mask[at : at + (i + 1) * o].reshape(o, i + 1)[:, :-1] = 1.0
+            at += (i + 1) * o
+        # weights[k][i, j] connects input i to unit j; biases[k][j] is unit j's bias
+        self.weights = [b[:, :-1].T for b in self.blocks]
+        self.biases = [b[:, -1] for b in self.blocks]
+        self.grad_w = [g[:, :-1].T for g in self.grad_blocks]
+        self.grad_b = [g[:, -1] for g in self.grad_blocks]
+        self._in_weights = [b[:, :-1] for b in self.blocks]  # without the bias column
+        self.segment_starts = np.array(starts, dtype=np.intp)  # one segment per layer
         self._init_weights(np.random.default_rng(seed))
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.sizes) - 1
 
     def _init_weights(self, rng: np.random.Generator) -> None:
         """He initialisation for relu, Xavier/Glorot otherwise; biases start at zero."""
@@ -112,81 +139,110 @@ class Network:
                 std = np.sqrt(2.0 / (fan_in + fan_out))
             w[...] = rng.normal(0.0, std, size=w.shape)
 
+    # -- layout helpers ------------------------------------------------------------
+    def columns(self, x: np.ndarray) -> np.ndarray:
+        """Examples (batch, inputs) as input columns (inputs + 1, batch) with the ones row."""
+        xa = np.ones((x.shape[1] + 1, len(x)))
+        xa[:-1] = x.T
+        return xa
+
+    def targets(self, y: np.ndarray) -> np.ndarray:
+        """Labels as target columns shaped like the output: one-hot for softmax."""
+        y = np.asarray(y)
+        if self.output == "softmax":
+            t = np.zeros((self.sizes[-1], len(y)))
+            t[y.astype(np.intp), np.arange(len(y))] = 1.0
+            return t
+        return y.astype(np.float64).reshape(len(y), -1).T.copy()
+
+    def allocate(self, n: int) -> list[np.ndarray]:
+        """Reusable hidden-layer buffers for batches of n: pass to `forward_columns`."""
+        bufs = [np.ones((units + 1, n)) for units in self.sizes[1:-1]]
+        return bufs
+
+    # -- forward -------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> Cache:
         """Every layer's activation, kept for backward; `cache.output` is the prediction."""
-        acts = [x]
-        a = x
-        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
-            z = a @ w
-            z += b
-            a = self._act(z)
-            acts.append(a)
-        z = a @ self.weights[-1]
-        z += self.biases[-1]
-        acts.append(_OUTPUT_FNS[self.output](z))
-        return Cache(acts, z)
+        return self.forward_columns(self.columns(np.asarray(x, dtype=np.float64)))
 
-    def data_loss(self, cache: Cache, y: np.ndarray) -> float:
-        """Mean loss over the batch, computed from the logits so it stays finite when saturated."""
-        p, z, n = cache.output, cache.logits, len(cache.logits)
-        if self.loss_name == "bce":
-            zf, yf = z.ravel(), y.ravel()
-            return float((_softplus(zf).sum() - yf @ zf) / n)
-        if self.loss_name == "softmax_ce":
-            m = z.max(axis=1)
-            lse = m + np.log(np.exp(z - m[:, None]).sum(axis=1))
-            return float((lse - z[np.arange(n), y]).sum() / n)
-        d = (p - y).ravel()
-        return float(0.5 * (d @ d) / n)
+    def forward_columns(self, xa: np.ndarray, bufs: list[np.ndarray] | None = None) -> Cache:
+        """Forward from input columns; `bufs` (from `allocate`) are overwritten if given."""
+        if bufs is None:
+            bufs = self.allocate(xa.shape[1])
+        acts, a = [xa], xa
+        for w, h in zip(self.blocks[:-1], bufs, strict=True):
+            z = h[:-1]
+            np.dot(w, a, out=z)
+            self._act(z)
+            acts.append(h)
+            a = h
+        z = np.dot(self.blocks[-1], a)
+        log_norm = None
+        if self.output == "sigmoid":
+            log_norm = np.logaddexp(0.0, z)  # softplus: log(1 + e^z)
+            p = np.exp(z - log_norm)
+        elif self.output == "softmax":
+            m = z.max(axis=0)
+            e = z - m
+            np.exp(e, out=e)
+            s = e.sum(axis=0)
+            p = e
+            p /= s
+            log_norm = np.log(s)
+            log_norm += m
+        else:
+            p = z
+        acts.append(p)
+        return Cache(acts, z, log_norm)
+
+    # -- loss ----------------------------------------------------------------------
+    def data_loss(self, cache: Cache, t: np.ndarray) -> float:
+        """Mean loss over the batch against target columns `t` (see `targets`)."""
+        n = cache.logits.shape[1]
+        if cache.log_norm is not None and self.loss_name != "mse":
+            # cross-entropy: log-partition minus the target's logit, finite when saturated
+            return float((cache.log_norm.sum() - np.vdot(t, cache.logits)) / n)
+        d = cache.columns - t
+        return float(0.5 * np.vdot(d, d) / n)
 
     def regularization_loss(self) -> float:
         if self.regularization == "none" or self.regularization_rate == 0.0:
             return 0.0
-        w = self.params[: self.n_weights]
+        w = self.params * self.weight_mask
         if self.regularization == "l1":
             return self.regularization_rate * float(np.abs(w).sum())
         return 0.5 * self.regularization_rate * float(w @ w)
 
-    def loss(self, cache: Cache, y: np.ndarray) -> float:
+    def loss(self, cache: Cache, t: np.ndarray) -> float:
         """The training objective: data loss plus the regularization penalty."""
-        return self.data_loss(cache, y) + self.regularization_loss()
+        return self.data_loss(cache, t) + self.regularization_loss()
 
-    def backward(self, cache: Cache, y: np.ndarray) -> np.ndarray:
+    # -- backward ------------------------------------------------------------------
+    def backward(self, cache: Cache, t: np.ndarray) -> np.ndarray:
         """Fill and return the flat gradient of `loss` with respect to `params`."""
         acts = cache.acts
-        p, n = acts[-1], len(acts[-1])
-        if self.loss_name == "softmax_ce":
-            dz = p.copy()
-            dz[np.arange(n), y] -= 1.0
-        else:
-            dz = p - y
-            if self.loss_name == "mse" and self.output == "sigmoid":
-                dz *= p * (1.0 - p)
-        dz /= n
+        p = acts[-1]
+        n = p.shape[1]
+        dz = p - t  # cross-entropy with its matching output, and mse before the output
+        if self.loss_name == "mse" and self.output == "sigmoid":
+            dz *= p - p * p
+        dz *= 1.0 / n
         for k in range(self.n_layers - 1, -1, -1):
-            np.dot(acts[k].T, dz, out=self.grad_w[k])
-            np.sum(dz, axis=0, out=self.grad_b[k])
+            np.dot(dz, acts[k].T, out=self.grad_blocks[k])
             if k:
-                dz = (dz @ self.weights[k].T) * self._dact(acts[k])
+                d = np.dot(self._in_weights[k].T, dz)
+                self._back(d, acts[k][:-1])
+                dz = d
         if self.regularization != "none" and self.regularization_rate != 0.0:
-            w, g = self.params[: self.n_weights], self.grads[: self.n_weights]
             if self.regularization == "l1":
-                g += self.regularization_rate * np.sign(w)
+                self.grads += self.regularization_rate * np.sign(self.params) * self.weight_mask
             else:
-                g += self.regularization_rate * w
+                self.grads += self.regularization_rate * self.params * self.weight_mask
         return self.grads
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x).output
 
     def segment_sums(self, v: np.ndarray) -> np.ndarray:
-        """Per-layer sums of a flat vector laid out like `params` (weights and biases together)."""
-        s = np.add.reduceat(v, self.segment_starts)
-        return s[: self.n_layers] + s[self.n_layers :]
-
-
-_OUTPUT_FNS: dict[str, ActivationFn] = {
-    "sigmoid": _sigmoid,
-    "softmax": _softmax,
-    "linear": lambda z: z,
-}
+        """Per-layer sums of a vector laid out like `params` (along the last axis if 2-D)."""
+        return np.add.reduceat(v, self.segment_starts, axis=-1)

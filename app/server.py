@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from app import __version__
 from app.api import meta, runs, stream
 from app.manager import RunManager
+from app.security import TOKEN_HEADER, Access, ConnectionLimits, SecurityHeaders
 from app.settings import Settings
 from app.store import RunStore
 
@@ -53,8 +54,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store.flush()
             store.close()
 
-    app = FastAPI(title="Backbeat", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Backbeat",
+        version=__version__,
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
     app.state.settings = settings
+    app.state.access = Access(settings.presenter_token)
+    app.state.limits = ConnectionLimits(
+        settings.max_connections, settings.max_connections_per_address
+    )
+    app.add_middleware(SecurityHeaders)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        """Log the traceback here; the client gets a plain sentence, never a stack."""
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error; the server log has the details"}, 500)
+
     app.include_router(meta.router)
     app.include_router(runs.router)
     app.include_router(stream.router)
@@ -63,8 +81,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(request: Request) -> HTMLResponse:
+        offered = request.query_params.get("token") or request.headers.get(TOKEN_HEADER)
+        role = app.state.access.role(offered)
         return templates.TemplateResponse(
-            request, "index.html", {"version": __version__, "role": "presenter"}
+            request,
+            "index.html",
+            {"version": __version__, "role": role, "shared": app.state.access.shared},
         )
 
     return app

@@ -25,3 +25,12 @@ class Settings(BaseModel):
         default_factory=lambda: int(os.environ.get("BACKBEAT_MAX_STORED_RUNS", "200")), ge=1
     )
     store_flush_interval: float = 0.5  # s between writes of buffered metrics to SQLite
+    presenter_token: str | None = None  # set by --share: only its holders control runs
+    allowed_origins: tuple[str, ...] = ()  # extra websocket origins besides the page's own
+    max_connections: int = 500  # open websockets in total
+    max_connections_per_address: int = 20  # open websockets from one client address
+    max_body_bytes: int = 64 * 1024  # largest HTTP request body
+    max_message_bytes: int = 4096  # largest websocket message a client may send
+    message_rate: float = 10.0  # client websocket messages a second (burst: twice that)
+    heartbeat_interval: float = 8.0  # s between the server's pings
+    heartbeat_timeout: float = 20.0  # s of client silence before the socket is dropped

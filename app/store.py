@@ -1,11 +1,12 @@
 """Run history in one SQLite file (WAL): configs, states, events and every step's metrics.
 
 Steps arrive in columnar numpy blocks and are buffered in memory; `flush()` writes each
-run's buffered blocks as one chunk row: the columns' raw little-endian bytes, byte-shuffled
-(HDF5-style: all first bytes, then all second bytes, ...) and zlib-compressed. `step`,
-`t` and `epoch` are stored exactly (int64/float64/int64); metric columns are stored as
-float32 (about 7 significant digits; NaN/inf survive, magnitudes beyond 3.4e38 become inf)
-and read back as float64, which keeps a million-step run in tens of megabytes.
+run's buffered blocks as chunk rows (up to CHUNK_ROWS steps, with their step range): the
+columns' raw little-endian bytes, byte-shuffled (HDF5-style: all first bytes, then all
+second bytes, ...) and zlib-compressed. `step`, `t` and `epoch` are kept exactly
+(int64/float64/int64); metrics are rounded to float32 when appended (about 7 significant
+digits; NaN/inf survive, magnitudes beyond 3.4e38 become inf) and read back as float64,
+so reads agree before and after a flush and a million steps take about 40 MB.
 """
 
 import json
@@ -22,7 +23,7 @@ import numpy as np
 
 DB_NAME = "backbeat.db"
 LIVE_STATES = ("starting", "running", "paused")
-FINISHED_STATES = ("finished", "stopped", "diverged", "interrupted")
+FINISHED_STATES = ("finished", "stopped", "diverged", "failed", "interrupted")
 CHUNK_ROWS = 65_536  # at most this many steps per chunk row, so range reads skip most rows
 # column -> (dtype as written and read back, dtype on disk)
 METRICS = ("loss", "accuracy", "entropy", "crescendo", "act_rms", "grad_norm", "update_ratio")
@@ -203,7 +204,7 @@ class RunStore:
         n = len(columns["step"])
         if n == 0:
             return
-        block = {}  # rounded to the disk precision now, so reads agree before and after flush
+        block = {}
         with np.errstate(over="ignore"):
             for name, (dtype, disk) in COLUMNS.items():
                 col = np.asarray(columns[name], disk).astype(dtype)  # a copy: buffers get reused
@@ -316,7 +317,11 @@ class RunStore:
     def mark_interrupted(self) -> list[str]:
         """At startup, runs that were live when the server died can never resume."""
         with self._tx() as db:
-            ids = _ids(db, "SELECT id FROM runs WHERE state IN (?, ?, ?)", LIVE_STATES)
+            ids = _ids(
+                db,
+                f"SELECT id FROM runs WHERE state IN ({', '.join('?' * len(LIVE_STATES))})",
+                LIVE_STATES,
+            )
             db.executemany(
                 "UPDATE runs SET state = 'interrupted', updated = ? WHERE id = ?",
                 [(time.time(), run_id) for run_id in ids],
@@ -328,7 +333,8 @@ class RunStore:
         with self._tx() as db:
             excess = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] - self.max_runs
             oldest = (
-                "SELECT id FROM runs WHERE state IN (?, ?, ?, ?) ORDER BY created, rowid LIMIT ?"
+                f"SELECT id FROM runs WHERE state IN ({', '.join('?' * len(FINISHED_STATES))})"
+                " ORDER BY created, rowid LIMIT ?"
             )
             ids = _ids(db, oldest, (*FINISHED_STATES, max(excess, 0)))
             for run_id in ids:

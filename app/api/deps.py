@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from app.manager import RunManager
+from app.security import TOKEN_HEADER, Access
 from app.store import RunStore
 
 
@@ -16,8 +17,19 @@ def get_store(request: Request) -> RunStore:
     return request.app.state.store
 
 
+def get_access(request: Request) -> Access:
+    return request.app.state.access
+
+
+def require_presenter(request: Request) -> None:
+    """Creating, controlling and deleting runs needs the presenter token when shared."""
+    if not request.app.state.access.is_presenter(request.headers.get(TOKEN_HEADER)):
+        raise HTTPException(403, "viewers watch read-only: this needs the presenter link")
+
+
 Manager = Annotated[RunManager, Depends(get_manager)]
 Store = Annotated[RunStore, Depends(get_store)]
+Presenter = Depends(require_presenter)
 
 
 def not_found(run_id: str) -> HTTPException:

@@ -1,6 +1,6 @@
 """Health and the dataset catalogue."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from app import __version__
 from app.config import RunConfig
@@ -12,6 +12,14 @@ router = APIRouter(prefix="/api", tags=["meta"])
 @router.get("/health")
 def health() -> dict:
     return {"status": "ok", "version": __version__}
+
+
+@router.get("/session")
+def session(request: Request) -> dict:
+    """The caller's role: presenters control runs, viewers watch (only when shared)."""
+    access = request.app.state.access
+    offered = request.headers.get("x-backbeat-token")
+    return {"role": access.role(offered), "shared": access.shared}
 
 
 @router.get("/datasets")

@@ -8,10 +8,10 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
-from app.api.deps import Manager, Store, not_found
+from app.api.deps import Manager, Presenter, Store, not_found
 from app.config import RunConfig
 from app.datasets import make_dataset
-from app.manager import TooManyRuns
+from app.manager import LiveRun, TooManyRuns
 from app.runner import ControlError
 from app.steps import LAYER_COLUMNS, SCALAR_COLUMNS, block_row
 from app.wire import block_columns, clean
@@ -26,7 +26,7 @@ class Control(BaseModel):
     )
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, dependencies=[Presenter])
 async def create_run(config: RunConfig, manager: Manager) -> dict:
     try:
         run = await manager.create(config)
@@ -66,29 +66,34 @@ def get_run(run_id: str, manager: Manager, store: Store) -> dict:
     return clean(_record(run_id, manager, store))
 
 
-@router.post("/{run_id}/control")
+@router.post("/{run_id}/control", dependencies=[Presenter])
 async def control(run_id: str, body: Control, manager: Manager) -> dict:
     """Pause, resume, single-step (paused runs only), change tempo, or stop a live run."""
     run = manager.get(run_id)
     if run is None:
         raise not_found(run_id)
-    runner, answer = run.runner, {}
     try:
-        if body.action == "pause":
-            runner.pause()
-        elif body.action == "resume":
-            runner.resume()
-        elif body.action == "tempo":
-            runner.set_tempo(body.steps_per_second)
-        elif body.action == "step":
-            answer["metrics"] = await asyncio.to_thread(runner.step)
-        else:
-            await asyncio.to_thread(runner.stop)
+        return await apply_control(run, body)
     except ControlError as exc:
         raise HTTPException(409, str(exc)) from exc
+
+
+async def apply_control(run: LiveRun, body: Control) -> dict:
+    """Carry out one control on a live run; raises ControlError when it makes no sense now."""
+    runner, answer = run.runner, {}
+    if body.action == "pause":
+        runner.pause()
+    elif body.action == "resume":
+        runner.resume()
+    elif body.action == "tempo":
+        runner.set_tempo(body.steps_per_second)
+    elif body.action == "step":
+        answer["metrics"] = await asyncio.to_thread(runner.step)
+    else:
+        await asyncio.to_thread(runner.stop)
     return clean(
         {
-            "id": run_id,
+            "id": run.id,
             "state": runner.state,
             "step": run.trainer.step,
             "steps_per_second": runner.steps_per_second,
@@ -172,7 +177,7 @@ async def metrics(
     )
 
 
-@router.delete("/{run_id}", status_code=204)
+@router.delete("/{run_id}", status_code=204, dependencies=[Presenter])
 async def delete_run(run_id: str, manager: Manager, store: Store) -> Response:
     if store.get_run(run_id) is None and manager.get(run_id) is None:
         raise not_found(run_id)

@@ -1,41 +1,115 @@
-"""The websocket: a run's live stream (hello, then frames and events), or its replay."""
+"""The websocket: a run's live stream (hello, then frames and events), or its replay.
+
+Clients may send small JSON messages: `{"type": "pong"}` answers the server's pings, and
+`{"type": "control", "action": ..., "steps_per_second": ...}` controls a live run
+(presenters only). Every message counts as a sign of life.
+"""
 
 import asyncio
 import contextlib
+import json
+import time
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
 
-from app.hub import EVICTED, Channel
+from app.api.runs import Control, apply_control
+from app.hub import EVICTED, Channel, Viewer
 from app.replay import play, stored_description, stored_hello
+from app.runner import ControlError
+from app.security import RateLimit, origin_allowed
 from app.wire import clean, dumps
 
 router = APIRouter()
 
 UNKNOWN_RUN = 4004  # close code: no such run
+FORBIDDEN_ORIGIN = 4003  # close code: cross-site handshake refused
+TRY_LATER = 1013  # close code: connection caps reached
+TOO_BIG = 1009  # close code: a client message over the size limit
+POLICY = 1008  # close code: a client flooding messages
+HEARTBEAT_LOST = 4010  # close code: no sign of life within the heartbeat timeout
+CLOSE_TIMEOUT = 2.0  # s allowed for any close handshake
 
 
-async def _send_queue(ws: WebSocket, viewer) -> None:
-    while True:
-        text = await viewer.queue.get()
-        if text is None:
-            await ws.close(EVICTED, "viewer too slow: evicted")
-            return
-        await ws.send_text(text)
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(code, reason), CLOSE_TIMEOUT)
 
 
-async def _drain_incoming(ws: WebSocket) -> None:
-    """Read (and ignore) what the client sends, so a close is noticed at once."""
-    while True:
-        await ws.receive_text()
+class Session:
+    """One websocket's role, limits and liveness."""
 
+    def __init__(self, ws: WebSocket, presenter: bool) -> None:
+        settings = ws.app.state.settings
+        self.ws, self.presenter, self.settings = ws, presenter, settings
+        self.rate = RateLimit(settings.message_rate, int(2 * settings.message_rate))
+        self.last_heard = time.monotonic()
+        self.closing: tuple[int, str] | None = None
 
-async def _serve(ws: WebSocket, channel: Channel, **hello_overrides) -> None:
-    with channel.subscribe(**hello_overrides) as (viewer, hello):
-        await ws.send_text(hello)
+    async def send_queue(self, viewer: Viewer) -> None:
+        while True:
+            text = await viewer.queue.get()
+            if text is None:
+                self.closing = (EVICTED, "viewer too slow: evicted")
+                return
+            await self.ws.send_text(text)
+
+    async def heartbeat(self) -> None:
+        """Ping regularly; drop a client silent for longer than the timeout."""
+        s = self.settings
+        while True:
+            await asyncio.sleep(s.heartbeat_interval)
+            if time.monotonic() - self.last_heard > s.heartbeat_timeout:
+                self.closing = (HEARTBEAT_LOST, "no answer to pings")
+                return
+            await self.ws.send_text(dumps({"type": "ping", "server_time": time.time()}))
+
+    async def receive(self, run_id: str | None) -> None:
+        """Read what the client sends: size and rate limited, controls for presenters only."""
+        while True:
+            text = await self.ws.receive_text()
+            self.last_heard = time.monotonic()
+            if len(text.encode()) > self.settings.max_message_bytes:
+                self.closing = (TOO_BIG, "message over 4 KiB")
+                return
+            if not self.rate.allow():
+                self.closing = (POLICY, "too many messages")
+                return
+            reply = await self._answer(text, run_id)
+            if reply is not None:
+                await self.ws.send_text(dumps(clean(reply)))
+
+    async def _answer(self, text: str, run_id: str | None) -> dict | None:
+        try:
+            message = json.loads(text)
+            kind = message.get("type") if isinstance(message, dict) else None
+        except ValueError:
+            return {"type": "error", "detail": "messages must be JSON objects"}
+        if kind in ("pong", "ping"):
+            return None
+        if kind != "control":
+            return {"type": "error", "detail": f"unknown message type {kind!r}"}
+        if not self.presenter:
+            return {"type": "error", "detail": "refused: viewers cannot control the run"}
+        run = self.ws.app.state.manager.get(run_id) if run_id else None
+        if run is None:
+            return {"type": "error", "detail": "this run is not live"}
+        try:
+            body = Control.model_validate({k: v for k, v in message.items() if k != "type"})
+            return {"type": "ack", **await apply_control(run, body)}
+        except ValidationError as exc:
+            return {"type": "error", "detail": exc.errors(include_url=False)[0]["msg"]}
+        except ControlError as exc:
+            return {"type": "error", "detail": str(exc)}
+
+    async def hold(self, viewer: Viewer | None, run_id: str | None) -> None:
+        """Stream until the client leaves, falls behind or goes silent; then close with why."""
         tasks = [
-            asyncio.create_task(_send_queue(ws, viewer)),
-            asyncio.create_task(_drain_incoming(ws)),
+            asyncio.create_task(self.receive(run_id)),
+            asyncio.create_task(self.heartbeat()),
         ]
+        if viewer is not None:
+            tasks.append(asyncio.create_task(self.send_queue(viewer)))
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -44,6 +118,8 @@ async def _serve(ws: WebSocket, channel: Channel, **hello_overrides) -> None:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
                     await task
+        if self.closing:
+            await _close(self.ws, *self.closing)
 
 
 @router.websocket("/ws/runs/{run_id}")
@@ -53,33 +129,59 @@ async def run_stream(
     replay: bool = False,
     steps_per_second: float = Query(30.0, ge=0.1, le=100_000.0),
     start: int = Query(0, ge=0),
+    token: str | None = None,
 ) -> None:
-    manager, store = ws.app.state.manager, ws.app.state.store
+    app = ws.app
+    settings, limits = app.state.settings, app.state.limits
+    if not origin_allowed(
+        ws.headers.get("origin"), ws.headers.get("host"), settings.allowed_origins
+    ):
+        await _close(ws, FORBIDDEN_ORIGIN, "cross-site websocket refused")
+        return
+    address = ws.client.host if ws.client else "?"
+    refused = limits.refuse_reason(address)
     await ws.accept()
-    live = manager.get(run_id)
+    if refused:
+        await _close(ws, TRY_LATER, refused)
+        return
+    limits.acquire(address)
     try:
-        if live is not None and not replay:
-            await _serve(ws, live.channel)
-            return
-        record = await asyncio.to_thread(store.get_run, run_id)
-        if record is None:
-            await ws.close(UNKNOWN_RUN, f"no run with id {run_id!r}")
-            return
-        if not replay:
-            await ws.send_text(dumps(clean(await asyncio.to_thread(stored_hello, store, record))))
-            await _drain_incoming(ws)
-            return
-        await _replay(ws, store, record, steps_per_second, start)
+        session = Session(ws, app.state.access.is_presenter(token))
+        await _route(session, run_id, replay, steps_per_second, start)
     except WebSocketDisconnect:
         pass
+    finally:
+        limits.release(address)
 
 
-async def _replay(ws: WebSocket, store, record: dict, steps_per_second: float, start: int) -> None:
-    n_layers = len(record["layers"]) - 1
+async def _route(
+    session: Session, run_id: str, replay: bool, steps_per_second: float, start: int
+) -> None:
+    app = session.ws.app
+    manager, store = app.state.manager, app.state.store
+    live = manager.get(run_id)
+    if live is not None and not replay:
+        with live.channel.subscribe() as (viewer, hello):
+            await session.ws.send_text(hello)
+            await session.hold(viewer, run_id)
+        return
+    record = await asyncio.to_thread(store.get_run, run_id)
+    if record is None:
+        await _close(session.ws, UNKNOWN_RUN, f"no run with id {run_id!r}")
+        return
+    if not replay:
+        hello = dumps(clean(await asyncio.to_thread(stored_hello, store, record)))
+        await session.ws.send_text(hello)
+        await session.hold(None, None)
+        return
+    await _replay(session, store, record, steps_per_second, start)
+
+
+async def _replay(session: Session, store, record: dict, steps_per_second: float, start: int):
     description = {**stored_description(record), "state": "replaying"}
     channel = Channel(
         record["id"],
-        n_layers,
+        len(record["layers"]) - 1,
         asyncio.get_running_loop(),
         describe=lambda: description,
         persist_steps=lambda block: None,
@@ -88,7 +190,9 @@ async def _replay(ws: WebSocket, store, record: dict, steps_per_second: float, s
     pump = asyncio.create_task(channel.pump())
     feeder = asyncio.create_task(play(channel, store, record, steps_per_second, start))
     try:
-        await _serve(ws, channel, replay=True)
+        with channel.subscribe(replay=True) as (viewer, hello):
+            await session.ws.send_text(hello)
+            await session.hold(viewer, None)
     finally:
         feeder.cancel()
         pump.cancel()
