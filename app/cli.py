@@ -7,6 +7,12 @@ import sys
 import threading
 import webbrowser
 from pathlib import Path
+from typing import IO
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; SQLite's own locking still applies
+    fcntl = None
 
 import uvicorn
 
@@ -59,6 +65,22 @@ def lan_address() -> str:
             return "127.0.0.1"
 
 
+def lock_data_folder(data: Path) -> IO | None:
+    """One server per data folder: a second would mark the first one's live runs interrupted."""
+    if fcntl is None:
+        return None
+    try:
+        handle = open(data / "backbeat.lock", "a")  # noqa: SIM115 - held open while serving
+    except OSError as exc:
+        raise StoreError(f"cannot write in data folder {data}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.close()
+        raise StoreError(f"data folder {data} is in use by another Backbeat server") from exc
+    return handle
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     from app.server import create_app  # late: --help stays instant
@@ -72,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:  # open the history once before serving, so a bad folder is one clear line
         RunStore(args.data).close()
+        lock = lock_data_folder(args.data)
     except StoreError as exc:
         print(f"backbeat: {exc}", file=sys.stderr)
         return 1
@@ -107,7 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         ws_ping_timeout=10.0,
         timeout_graceful_shutdown=3,
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C once it has shut down cleanly
+        pass
+    finally:
+        if lock is not None:
+            lock.close()
     return 0
 
 

@@ -11,7 +11,7 @@ from app.config import RunConfig
 from app.datasets import featurize, grid_points, make_dataset
 from app.nn import Network
 from app.optim import make_optimizer
-from app.steps import StepBuffer
+from app.steps import LAYER_COLUMNS, SCALAR_COLUMNS, StepBuffer
 
 EVAL_EVERY_MAX = 50  # steps between evaluations (at least once an epoch)
 GRID_SIZE = 64  # decision-boundary cells per side
@@ -49,7 +49,9 @@ class Trainer:
             config.regularization_rate,
             seed=config.seed,
         )
-        self.optimizer = make_optimizer(config.optimizer, len(net.params), config.learning_rate)
+        self.optimizer = make_optimizer(
+            config.optimizer, len(net.params), config.learning_rate, update=net.update
+        )
         self.batch_rng = np.random.default_rng([config.seed, 1])
         self.n_train = n_train = len(data.x_train)
         self.batch_size = min(config.batch_size, n_train)
@@ -61,26 +63,35 @@ class Trainer:
         self.convergence = metrics.ConvergenceDetector()
         self.overfit = metrics.OverfitDetector()
         self.initial_loss: float | None = None
+        self._alarm_above = math.inf  # batch losses at or past this go to metrics.diverged
 
-        # Data as columns (see app/nn.py); train and test side by side for one eval forward.
+        # Data as columns (see app/nn.py). Evaluation runs train and test together in float32.
         self.classify = self.task == "classification"
         self.cross_entropy = loss != "mse"
         self.log_classes = math.log(max(self.n_classes, 2))
-        self.x_cols = net.columns(np.vstack([data.x_train, data.x_test]))
+        x_all = np.vstack([data.x_train, data.x_test])
+        self.x_cols = net.columns(x_all).astype(np.float32)
         self.t_cols = net.targets(np.concatenate([data.y_train, data.y_test]))
         self.labels = self._labels(np.concatenate([data.y_train, data.y_test]))
-        self._eval_bufs = net.allocate(self.x_cols.shape[1])
-        # This epoch's shuffled batches, each contiguous: [batch index, row, example].
+        n_all = len(x_all)
+        # where each example's target logit sits in the flattened (outputs, examples) logits
+        self._target_at = self.labels * n_all + np.arange(n_all) if self.n_classes > 2 else None
+        self._eval_bufs = net.allocate(n_all, np.float32)
+        # This epoch's shuffled batches: inputs as rows (a batch is a slice, read transposed
+        # by the matmul), targets and labels laid out so each batch is contiguous.
         b, spe = self.batch_size, self.steps_per_epoch
-        self._epoch_x = np.empty((spe, self.x_cols.shape[0], b))
-        self._epoch_t = np.empty((spe, self.t_cols.shape[0], b))
+        self._x_rows = np.ascontiguousarray(net.columns(data.x_train).T)
+        self._t_rows = np.ascontiguousarray(self.t_cols[:, :n_train].T)
+        self._epoch_x = np.empty((spe * b, self._x_rows.shape[1]))
+        self._epoch_t = np.empty((spe, self._t_rows.shape[1], b))
         self._epoch_labels = np.empty((spe, *self.labels.shape[:-1], b), dtype=self.labels.dtype)
         self._batch_bufs = net.allocate(b)
-        self._squares = np.empty((3, len(net.params)))
+        self._squares = np.empty_like(net.state)
+        self._columns = tuple(self.buffer.columns[name] for name in SCALAR_COLUMNS + LAYER_COLUMNS)
         self.grid_cols = None
         if spec.is_2d:
             points = grid_points(data.extent, GRID_SIZE)
-            self.grid_cols = net.columns(featurize(points, config.features))
+            self.grid_cols = net.columns(featurize(points, config.features)).astype(np.float32)
 
     def _labels(self, y: np.ndarray) -> np.ndarray:
         """What accuracy compares against: class indices (softmax) or a row of booleans."""
@@ -100,13 +111,11 @@ class Trainer:
         """Draw this epoch's order and lay its batches out contiguously."""
         b, spe = self.batch_size, self.steps_per_epoch
         order = self.batch_rng.permutation(self.n_train)[: spe * b]
-        for src, dst in (
-            (self.x_cols, self._epoch_x),
-            (self.t_cols, self._epoch_t),
-            (self.labels, self._epoch_labels),
-        ):
-            taken = np.take(src, order, axis=-1)
-            dst[...] = np.moveaxis(taken.reshape(*taken.shape[:-1], spe, b), -2, 0)
+        np.take(self._x_rows, order, axis=0, out=self._epoch_x)
+        t = self._t_rows.take(order, axis=0).reshape(spe, b, -1)
+        self._epoch_t[...] = t.transpose(0, 2, 1)
+        labels = self.labels[..., : self.n_train].take(order, axis=-1)
+        self._epoch_labels[...] = labels.reshape(self._epoch_labels.shape)
 
     def train_step(self) -> str | None:
         """One forward, backward and update, recorded; returns why it diverged, or None."""
@@ -115,46 +124,49 @@ class Trainer:
         if i == 0:
             self._shuffle()
         tb = self._epoch_t[i]
-        cache = net.forward_columns(self._epoch_x[i], self._batch_bufs)
+        cache = net.forward_columns(self._epoch_x[i * b : (i + 1) * b].T, self._batch_bufs)
         z, p = cache.logits, cache.acts[-1]
         if self.cross_entropy:
-            total = cache.log_norm.sum()
+            total = np.add.reduce(cache.log_norm, axis=None)
             loss = float((total - np.vdot(tb, z)) / b)
             entropy = float((total - np.vdot(p, z)) / (b * self.log_classes))
             if self.n_classes > 2:
                 right = np.count_nonzero(z.argmax(axis=0) == self._epoch_labels[i])
             else:
                 right = np.count_nonzero((z > 0.0) == self._epoch_labels[i])
-            accuracy = right / b
+            accuracy = int(right) / b
         else:
             loss, entropy, accuracy = net.data_loss(cache, tb), math.nan, math.nan
-        grads = net.backward(cache, tb)
-        update = self.optimizer.apply(net.params, grads)
-        self.step += 1
+        step, n = self.step + 1, self.buffer.n
+        c_step, c_t, c_epoch, c_loss, c_acc, c_ent, c_cresc, c_rms, c_grad, c_ratio = self._columns
+        rms = c_rms[n]
+        for k, h in enumerate(cache.acts[1:-1]):
+            a = h[:-1]  # without the ones row
+            rms[k] = np.vdot(a, a) / a.size
+        rms[-1] = np.vdot(p, p) / p.size
+        np.sqrt(rms, out=rms)
 
-        buf, n = self.buffer, self.buffer.n
-        cols = buf.columns
-        cols["step"][n] = self.step
-        cols["t"][n] = time.time()
-        cols["epoch"][n] = self.step // self.steps_per_epoch
-        cols["loss"][n] = loss
-        cols["accuracy"][n] = accuracy
-        cols["entropy"][n] = entropy
-        cols["crescendo"][n] = self.crescendo.update(loss)
-        act_rms = cols["act_rms"][n]
-        for k, a in enumerate(cache.acts[1:-1]):
-            act_rms[k] = np.vdot(a[:-1], a[:-1]) / (a.size - b)
-        act_rms[-1] = np.vdot(p, p) / p.size
-        np.sqrt(act_rms, out=act_rms)
+        net.backward(cache, tb)
+        self.optimizer.apply(net.params, net.grads)
+        self.step = step
+
         sq = self._squares
-        np.square(net.state, out=sq[:2])  # params, grads
-        np.square(update, out=sq[2])
+        np.square(net.state, out=sq)  # params, grads, update
         per_layer = np.add.reduceat(sq, net.segment_starts, axis=1)
-        np.sqrt(per_layer[1], out=cols["grad_norm"][n])
-        ratio = cols["update_ratio"][n]
+        np.sqrt(per_layer[1], out=c_grad[n])
+        ratio = c_ratio[n]
         np.divide(per_layer[2], per_layer[0], out=ratio)
         np.sqrt(ratio, out=ratio)
-        buf.n = n + 1
+        c_step[n] = step
+        c_t[n] = time.time()
+        c_epoch[n] = step // self.steps_per_epoch
+        c_loss[n] = loss
+        c_acc[n] = accuracy
+        c_ent[n] = entropy
+        c_cresc[n] = self.crescendo.update(loss)
+        self.buffer.n = n + 1
+        if loss < self._alarm_above:  # the common case, without a call; False for NaN
+            return None
         return metrics.diverged(loss, self.initial_loss)
 
     def evaluate(self, with_grid: bool = True) -> tuple[dict, list[dict]]:
@@ -164,12 +176,13 @@ class Trainer:
         z, p, t = cache.logits, cache.acts[-1], self.t_cols
         if self.cross_entropy:
             log_norm = cache.log_norm.reshape(-1)
-            per_example = log_norm - (t * z).sum(axis=0)
+            target_logit = np.take(z, self._target_at) if self.n_classes > 2 else z[0] * t[0]
+            per_example = log_norm - target_logit
         else:
             d = p - t
-            per_example = 0.5 * (d * d).sum(axis=0)
-        train_loss = float(per_example[:n_train].mean())
-        test_loss = float(per_example[n_train:].mean())
+            per_example = 0.5 * np.add.reduce(d * d, axis=0)
+        train_loss = float(np.add.reduce(per_example[:n_train]) / n_train)
+        test_loss = float(np.add.reduce(per_example[n_train:]) / (len(per_example) - n_train))
         ev = {
             "type": "eval",
             "step": self.step,
@@ -188,20 +201,23 @@ class Trainer:
                 right = predicted == self.labels
             else:
                 right = ((z > 0.0) == self.labels).reshape(-1)
-            entropy = (log_norm - (p * z).sum(axis=0))[n_train:].mean() / self.log_classes
-            ev["train_accuracy"] = float(right[:n_train].mean())
-            ev["test_accuracy"] = float(right[n_train:].mean())
+            test_z, test_p = z[:, n_train:], p[:, n_train:]
+            entropy = np.add.reduce(log_norm[n_train:]) - np.vdot(test_p, test_z)
+            entropy /= test_z.shape[1] * self.log_classes
+            ev["train_accuracy"] = int(np.count_nonzero(right[:n_train])) / n_train
+            ev["test_accuracy"] = int(np.count_nonzero(right[n_train:])) / (len(right) - n_train)
             ev["test_entropy"] = float(min(max(entropy, 0.0), 1.0))
         if self.classify and self.n_classes > 2:
-            confusion = np.zeros((self.n_classes, self.n_classes), dtype=np.int64)
-            np.add.at(confusion, (self.labels[n_train:], predicted[n_train:]), 1)
-            ev["confusion"] = confusion.tolist()
+            k = self.n_classes
+            pairs = self.labels[n_train:] * k + predicted[n_train:]
+            ev["confusion"] = np.bincount(pairs, minlength=k * k).reshape(k, k).tolist()
             ev["predictions"] = predicted[n_train : n_train + DIGIT_PREVIEWS].tolist()
         events = []
         if self.initial_loss is None:
             self.initial_loss = train_loss if math.isfinite(train_loss) else None
             if self.initial_loss is not None:
                 self.crescendo.start(self.initial_loss)
+                self._alarm_above = metrics.DIVERGENCE_FACTOR * max(self.initial_loss, 1e-12)
         reason = self.convergence.observe(train_loss, test_loss, ev["train_accuracy"])
         if reason:
             events.append({"type": "chime", "step": self.step, "reason": reason})

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ RECENT_EVALS = 200  # evals (without grids) kept for a late joiner's charts
 EVICTED = 4008  # websocket close code for a viewer that cannot keep up
 DISCRETE_EVENTS = ("chime", "alarm", "overfit")
 
+log = logging.getLogger(__name__)
+
 
 class Viewer:
     """One websocket's outbox; a `None` in it means: close, you fell too far behind."""
@@ -23,6 +26,7 @@ class Viewer:
     def __init__(self, maxsize: int = VIEWER_QUEUE) -> None:
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize)
         self.evicted = False
+        self.dropped = asyncio.Event()  # set on eviction, even while a send is stuck
 
     def offer(self, text: str) -> bool:
         if self.evicted:
@@ -32,6 +36,7 @@ class Viewer:
             return True
         except asyncio.QueueFull:
             self.evicted = True
+            self.dropped.set()
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.queue.put_nowait(None)
@@ -70,13 +75,25 @@ class Channel:
         self.evictions = 0
 
     # -- training thread (the Runner's sink) --------------------------------------------
+    # Persisting here, before the run can report its next state, means a client that sees
+    # `finished` (or a step's answer) already finds those steps in the history.
     def on_steps(self, run_id: str, block: StepBlock) -> None:
+        self._persist(self.persist_steps, block)
         self.inbox.append(("steps", block))
         self._poke()
 
     def on_event(self, run_id: str, event: dict) -> None:
+        event = clean(event)
+        self._persist(self.persist_event, event)
         self.inbox.append(("event", event))
         self._poke()
+
+    def _persist(self, write: Callable, item) -> None:
+        """A history write that fails is logged; it must not end training or the stream."""
+        try:
+            write(item)
+        except Exception:
+            log.exception("run %s: could not record %s", self.run_id, type(item).__name__)
 
     def _poke(self) -> None:
         if not self.poked:
@@ -86,7 +103,7 @@ class Channel:
 
     # -- event loop ---------------------------------------------------------------------
     async def pump(self) -> None:
-        """Drain, persist, serialise once, fan out; then rest so frames stay ≤60 a second."""
+        """Drain, serialise once, fan out; then rest so frames stay ≤60 a second."""
         while not self.ended:
             await self.wake.wait()
             self.wake.clear()
@@ -101,14 +118,10 @@ class Channel:
             kind, item = self.inbox.popleft()
             if kind == "steps":
                 blocks.append(item)
-                self.persist_steps(item)
-                continue
-            event = clean(item)
-            self.persist_event(event)
-            if event["type"] == "eval":
-                evals.append(event)
+            elif item["type"] == "eval":
+                evals.append(item)
             else:
-                others.append(event)
+                others.append(item)
         messages = []
         if blocks:
             block = concat_blocks(blocks, self.n_layers)

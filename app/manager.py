@@ -50,17 +50,22 @@ class RunManager:
     def __init__(self, store: RunStore, max_concurrent: int = 2) -> None:
         self.store, self.max_concurrent = store, max_concurrent
         self.runs: dict[str, LiveRun] = {}
+        self.starting = 0  # creations awaiting their Trainer: they hold a slot under the cap
 
     def live_count(self) -> int:
         return sum(1 for r in self.runs.values() if r.runner.alive)
 
     async def create(self, config: RunConfig) -> LiveRun:
-        if self.live_count() >= self.max_concurrent:
+        if self.live_count() + self.starting >= self.max_concurrent:
             raise TooManyRuns(
                 f"{self.max_concurrent} runs are already training; stop one first "
                 f"(the limit is {self.max_concurrent} at once)"
             )
-        trainer = await asyncio.to_thread(Trainer, config)
+        self.starting += 1
+        try:
+            trainer = await asyncio.to_thread(Trainer, config)
+        finally:
+            self.starting -= 1
         run_id = secrets.token_hex(6)
         created = time.time()
         loop = asyncio.get_running_loop()

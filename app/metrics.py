@@ -18,14 +18,6 @@ OVERFIT_WINDOW = 10  # evaluations compared for a rising test loss
 OVERFIT_RISE = 0.02  # relative rise of test loss (second half vs first half of the window)
 
 
-def binary_loss_entropy(logits: np.ndarray, p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Cross-entropy and normalised entropy of sigmoid outputs, both from one stable softplus."""
-    z = logits.ravel()
-    sp = np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))  # -log(1 - p)
-    total, n = sp.sum(), len(z)
-    return float((total - y.ravel() @ z) / n), float((total - p.ravel() @ z) / (n * LN2))
-
-
 def entropy(p: np.ndarray) -> float:
     """Mean predictive entropy in [0, 1]: 0 is certain, 1 is a coin toss."""
     if p.shape[1] == 1:

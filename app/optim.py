@@ -6,9 +6,11 @@ import numpy as np
 class Optimizer:
     """Base: `apply` writes this step's change into `self.update` and adds it to the params."""
 
-    def __init__(self, n_params: int, learning_rate: float) -> None:
+    def __init__(
+        self, n_params: int, learning_rate: float, update: np.ndarray | None = None
+    ) -> None:
         self.learning_rate = float(learning_rate)
-        self.update = np.zeros(n_params)
+        self.update = np.zeros(n_params) if update is None else update
 
     def apply(self, params: np.ndarray, grads: np.ndarray) -> np.ndarray:
         self._compute(grads)
@@ -27,8 +29,14 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """Heavy-ball momentum: the update itself is the velocity."""
 
-    def __init__(self, n_params: int, learning_rate: float, beta: float = 0.9) -> None:
-        super().__init__(n_params, learning_rate)
+    def __init__(
+        self,
+        n_params: int,
+        learning_rate: float,
+        update: np.ndarray | None = None,
+        beta: float = 0.9,
+    ) -> None:
+        super().__init__(n_params, learning_rate, update)
         self.beta = beta
 
     def _compute(self, grads: np.ndarray) -> None:
@@ -41,31 +49,39 @@ class Adam(Optimizer):
         self,
         n_params: int,
         learning_rate: float,
+        update: np.ndarray | None = None,
         beta1: float = 0.9,
         beta2: float = 0.999,
         eps: float = 1e-8,
     ) -> None:
-        super().__init__(n_params, learning_rate)
+        super().__init__(n_params, learning_rate, update)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.m = np.zeros(n_params)
         self.v = np.zeros(n_params)
         self.t = 0
 
     def _compute(self, grads: np.ndarray) -> None:
+        """Algorithm 1 of Kingma & Ba: eps is added to the bias-corrected root of v."""
         self.t += 1
         self.m *= self.beta1
         self.m += (1.0 - self.beta1) * grads
         self.v *= self.beta2
         self.v += (1.0 - self.beta2) * (grads * grads)
-        step = self.learning_rate * np.sqrt(1.0 - self.beta2**self.t) / (1.0 - self.beta1**self.t)
-        np.divide(self.m, np.sqrt(self.v) + self.eps, out=self.update)
-        self.update *= -step
+        u = self.update
+        np.multiply(self.v, 1.0 / (1.0 - self.beta2**self.t), out=u)
+        np.sqrt(u, out=u)
+        u += self.eps
+        np.divide(self.m, u, out=u)
+        u *= -self.learning_rate / (1.0 - self.beta1**self.t)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
 
 
-def make_optimizer(name: str, n_params: int, learning_rate: float) -> Optimizer:
+def make_optimizer(
+    name: str, n_params: int, learning_rate: float, update: np.ndarray | None = None
+) -> Optimizer:
+    """`update`, if given, is the (zeroed) vector the optimizer writes each step's change into."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose from {list(OPTIMIZERS)}")
-    return OPTIMIZERS[name](n_params, learning_rate)
+    return OPTIMIZERS[name](n_params, learning_rate, update)

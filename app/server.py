@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -17,6 +19,7 @@ from app.manager import RunManager
 from app.security import TOKEN_HEADER, Access, ConnectionLimits, SecurityHeaders
 from app.settings import Settings
 from app.store import RunStore
+from app.wire import clean
 
 log = logging.getLogger("backbeat")
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +34,13 @@ async def _flush_forever(app: FastAPI, interval: float) -> None:
             await asyncio.to_thread(app.state.store.flush)
         except Exception:
             log.exception("could not write run history")
+
+
+class Backbeat(FastAPI):
+    """FastAPI with the security headers outermost, so 413s and 500s carry them too."""
+
+    def build_middleware_stack(self):
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -54,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store.flush()
             store.close()
 
-    app = FastAPI(
+    app = Backbeat(
         title="Backbeat",
         version=__version__,
         lifespan=lifespan,
@@ -65,7 +75,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limits = ConnectionLimits(
         settings.max_connections, settings.max_connections_per_address
     )
-    app.add_middleware(SecurityHeaders)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, but a NaN or Infinity the client sent is echoed back as null."""
+        return JSONResponse({"detail": clean(jsonable_encoder(exc.errors()))}, 422)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -67,11 +67,14 @@ def get_run(run_id: str, manager: Manager, store: Store) -> dict:
 
 
 @router.post("/{run_id}/control", dependencies=[Presenter])
-async def control(run_id: str, body: Control, manager: Manager) -> dict:
+async def control(run_id: str, body: Control, manager: Manager, store: Store) -> dict:
     """Pause, resume, single-step (paused runs only), change tempo, or stop a live run."""
     run = manager.get(run_id)
-    if run is None:
-        raise not_found(run_id)
+    if run is None:  # a run from an earlier server lifetime is known, but can't be controlled
+        record = await asyncio.to_thread(store.get_run, run_id)
+        if record is None:
+            raise not_found(run_id)
+        raise HTTPException(409, f"cannot {body.action}: the run is {record['state']}")
     try:
         return await apply_control(run, body)
     except ControlError as exc:

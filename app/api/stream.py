@@ -8,6 +8,7 @@ Clients may send small JSON messages: `{"type": "pong"}` answers the server's pi
 import asyncio
 import contextlib
 import json
+import logging
 import time
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
@@ -20,6 +21,7 @@ from app.runner import ControlError
 from app.security import RateLimit, origin_allowed
 from app.wire import clean, dumps
 
+log = logging.getLogger("backbeat")
 router = APIRouter()
 
 UNKNOWN_RUN = 4004  # close code: no such run
@@ -28,6 +30,7 @@ TRY_LATER = 1013  # close code: connection caps reached
 TOO_BIG = 1009  # close code: a client message over the size limit
 POLICY = 1008  # close code: a client flooding messages
 HEARTBEAT_LOST = 4010  # close code: no sign of life within the heartbeat timeout
+INTERNAL = 1011  # close code: the session failed on the server's side
 CLOSE_TIMEOUT = 2.0  # s allowed for any close handshake
 
 
@@ -46,13 +49,28 @@ class Session:
         self.last_heard = time.monotonic()
         self.closing: tuple[int, str] | None = None
 
+    async def send(self, text: str) -> bool:
+        """Send, unless the client has read nothing for the heartbeat timeout (then evict)."""
+        try:
+            await asyncio.wait_for(self.ws.send_text(text), self.settings.heartbeat_timeout)
+            return True
+        except TimeoutError:
+            self.closing = (EVICTED, "viewer too slow: evicted")
+            return False
+
     async def send_queue(self, viewer: Viewer) -> None:
         while True:
             text = await viewer.queue.get()
             if text is None:
                 self.closing = (EVICTED, "viewer too slow: evicted")
                 return
-            await self.ws.send_text(text)
+            if not await self.send(text):
+                return
+
+    async def evicted(self, viewer: Viewer) -> None:
+        """A viewer that stops reading blocks its own send; the hub's eviction still ends it."""
+        await viewer.dropped.wait()
+        self.closing = (EVICTED, "viewer too slow: evicted")
 
     async def heartbeat(self) -> None:
         """Ping regularly; drop a client silent for longer than the timeout."""
@@ -62,28 +80,37 @@ class Session:
             if time.monotonic() - self.last_heard > s.heartbeat_timeout:
                 self.closing = (HEARTBEAT_LOST, "no answer to pings")
                 return
-            await self.ws.send_text(dumps({"type": "ping", "server_time": time.time()}))
+            text = dumps({"type": "ping", "server_time": time.time()})
+            with contextlib.suppress(TimeoutError):  # a client not reading must not stall this
+                await asyncio.wait_for(self.ws.send_text(text), s.heartbeat_interval)
 
     async def receive(self, run_id: str | None) -> None:
         """Read what the client sends: size and rate limited, controls for presenters only."""
         while True:
-            text = await self.ws.receive_text()
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
             self.last_heard = time.monotonic()
-            if len(text.encode()) > self.settings.max_message_bytes:
+            text, data = message.get("text"), message.get("bytes")
+            size = len(text.encode()) if text is not None else len(data or b"")
+            if size > self.settings.max_message_bytes:
                 self.closing = (TOO_BIG, "message over 4 KiB")
                 return
             if not self.rate.allow():
                 self.closing = (POLICY, "too many messages")
                 return
-            reply = await self._answer(text, run_id)
-            if reply is not None:
-                await self.ws.send_text(dumps(clean(reply)))
+            if text is None:
+                reply = {"type": "error", "detail": "messages must be JSON text, not binary"}
+            else:
+                reply = await self._answer(text, run_id)
+            if reply is not None and not await self.send(dumps(clean(reply))):
+                return
 
     async def _answer(self, text: str, run_id: str | None) -> dict | None:
         try:
             message = json.loads(text)
             kind = message.get("type") if isinstance(message, dict) else None
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
             return {"type": "error", "detail": "messages must be JSON objects"}
         if kind in ("pong", "ping"):
             return None
@@ -102,22 +129,29 @@ class Session:
         except ControlError as exc:
             return {"type": "error", "detail": str(exc)}
 
-    async def hold(self, viewer: Viewer | None, run_id: str | None) -> None:
-        """Stream until the client leaves, falls behind or goes silent; then close with why."""
-        tasks = [
-            asyncio.create_task(self.receive(run_id)),
-            asyncio.create_task(self.heartbeat()),
-        ]
-        if viewer is not None:
-            tasks.append(asyncio.create_task(self.send_queue(viewer)))
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
-                    await task
+    async def hold(self, hello: str, viewer: Viewer | None, run_id: str | None) -> None:
+        """Send the hello, then stream until the client leaves, falls behind or goes silent."""
+        if await self.send(hello):
+            tasks = [
+                asyncio.create_task(self.receive(run_id)),
+                asyncio.create_task(self.heartbeat()),
+            ]
+            if viewer is not None:
+                tasks.append(asyncio.create_task(self.send_queue(viewer)))
+                tasks.append(asyncio.create_task(self.evicted(viewer)))
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            failed = [t.exception() for t in tasks if not t.cancelled() and t.exception()]
+            failed = [e for e in failed if not isinstance(e, WebSocketDisconnect | OSError)]
+            if failed and not self.closing:
+                log.error("websocket session failed", exc_info=failed[0])
+                self.closing = (INTERNAL, "internal error")
         if self.closing:
             await _close(self.ws, *self.closing)
 
@@ -162,8 +196,7 @@ async def _route(
     live = manager.get(run_id)
     if live is not None and not replay:
         with live.channel.subscribe() as (viewer, hello):
-            await session.ws.send_text(hello)
-            await session.hold(viewer, run_id)
+            await session.hold(hello, viewer, run_id)
         return
     record = await asyncio.to_thread(store.get_run, run_id)
     if record is None:
@@ -171,8 +204,7 @@ async def _route(
         return
     if not replay:
         hello = dumps(clean(await asyncio.to_thread(stored_hello, store, record)))
-        await session.ws.send_text(hello)
-        await session.hold(None, None)
+        await session.hold(hello, None, None)
         return
     await _replay(session, store, record, steps_per_second, start)
 
@@ -191,8 +223,7 @@ async def _replay(session: Session, store, record: dict, steps_per_second: float
     feeder = asyncio.create_task(play(channel, store, record, steps_per_second, start))
     try:
         with channel.subscribe(replay=True) as (viewer, hello):
-            await session.ws.send_text(hello)
-            await session.hold(viewer, None)
+            await session.hold(hello, viewer, None)
     finally:
         feeder.cancel()
         pump.cancel()

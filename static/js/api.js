@@ -1,0 +1,78 @@
+// HTTP calls to the Backbeat API; failures become ApiError carrying status and detail.
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(readable(status, detail));
+    this.status = status;
+    this.detail = detail;
+  }
+
+  /** For 422: [{field, message}] from pydantic's `loc` (the last named part of the path). */
+  fieldErrors() {
+    if (this.status !== 422 || !Array.isArray(this.detail)) return [];
+    return this.detail.map((d) => {
+      const names = (d.loc || []).filter((p) => typeof p === 'string' && p !== 'body');
+      return { field: names.length ? names[names.length - 1] : null, message: d.msg || 'invalid' };
+    });
+  }
+}
+
+function readable(status, detail) {
+  if (typeof detail === 'string') return detail;
+  if (Array.isArray(detail)) return detail.map((d) => d.msg).join('; ');
+  if (status === 0) return 'Cannot reach the Backbeat server';
+  return `Request failed (${status})`;
+}
+
+const TOKEN_HEADER = 'x-backbeat-token'; // presenter token when the server is shared (--share)
+let token = null;
+
+/** Remember the presenter token (from the presenter link); sent with every request. */
+export function setToken(value) {
+  token = value || null;
+}
+
+export function getToken() {
+  return token;
+}
+
+async function request(method, path, body) {
+  const headers = body === undefined ? {} : { 'Content-Type': 'application/json' };
+  if (token) headers[TOKEN_HEADER] = token;
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, null);
+  }
+  if (res.status === 204) return null;
+  let data = null;
+  try {
+    data = await res.json();
+  } catch {
+    data = null;
+  }
+  if (!res.ok) throw new ApiError(res.status, data && data.detail !== undefined ? data.detail : null);
+  return data;
+}
+
+export const api = {
+  session: () => request('GET', '/api/session'),
+  datasets: () => request('GET', '/api/datasets'),
+  runs: () => request('GET', '/api/runs'),
+  run: (id) => request('GET', `/api/runs/${id}`),
+  createRun: (config) => request('POST', '/api/runs', config),
+  control: (id, action, extra = {}) => request('POST', `/api/runs/${id}/control`, { action, ...extra }),
+  model: (id) => request('GET', `/api/runs/${id}/model`),
+  data: (id) => request('GET', `/api/runs/${id}/data`),
+  /** Fire-and-forget stop that survives the page unloading. */
+  stopOnExit(id) {
+    const headers = { 'Content-Type': 'application/json' };
+    if (token) headers[TOKEN_HEADER] = token;
+    fetch(`/api/runs/${id}/control`, { method: 'POST', keepalive: true, headers, body: JSON.stringify({ action: 'stop' }) }).catch(() => {});
+  },
+};

@@ -1,0 +1,62 @@
+// Canvas helpers shared by the renderers: HiDPI sizing and theme colours from CSS variables.
+
+const styles = () => getComputedStyle(document.documentElement);
+
+/** Read a theme colour (e.g. "--pos") so the palette lives in one place: the stylesheet. */
+export function themeColor(name) {
+  return styles().getPropertyValue(name).trim() || '#888';
+}
+
+/** Size the backing store to CSS size × devicePixelRatio; returns a context drawing in CSS px. */
+export function fitCanvas(canvas) {
+  const dpr = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth;
+  const height = canvas.clientHeight;
+  const bw = Math.max(1, Math.round(width * dpr));
+  const bh = Math.max(1, Math.round(height * dpr));
+  const resized = canvas.width !== bw || canvas.height !== bh;
+  if (resized) {
+    canvas.width = bw;
+    canvas.height = bh;
+  }
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  return { ctx, width, height, dpr, resized };
+}
+
+/** Parse "#rrggbb" into [r, g, b]. */
+export function hexToRgb(hex) {
+  const h = hex.replace('#', '');
+  const full = h.length === 3 ? h.split('').map((c) => c + c).join('') : h;
+  const n = parseInt(full, 16);
+  return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
+}
+
+/** Linear blend of two [r, g, b] colours, t in [0, 1]. */
+export function mix(a, b, t) {
+  return [0, 1, 2].map((i) => Math.round(a[i] + (b[i] - a[i]) * t));
+}
+
+export const rgba = ([r, g, b], a = 1) => `rgba(${r},${g},${b},${a})`;
+
+/** Diverging colour map used by heatmap and points: 0 → negative colour, 0.5 → neutral, 1 → positive. */
+export function divergingMap(neg, neutral, pos) {
+  const [n, z, p] = [neg, neutral, pos].map(hexToRgb);
+  const table = new Uint8ClampedArray(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const t = i / 255;
+    const c = t < 0.5 ? mix(n, z, t * 2) : mix(z, p, (t - 0.5) * 2);
+    table.set(c, i * 3);
+  }
+  return table;
+}
+
+/** Compact number for axes and readouts: 3 significant digits, exponent when tiny or huge. */
+export function formatNumber(v) {
+  if (v === null || v === undefined || Number.isNaN(v)) return '–';
+  if (!Number.isFinite(v)) return v > 0 ? '∞' : '−∞';
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(1);
+  if (a >= 100) return v.toFixed(0);
+  return Number(v.toPrecision(3)).toString();
+}

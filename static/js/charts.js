@@ -1,0 +1,325 @@
+// Line charts on canvas: bounded min/max-bucketed series, linear or log y, a hover readout.
+import { fitCanvas, formatNumber, themeColor } from './canvas.js';
+
+const MAX_BUCKETS = 1000; // per series; each keeps min, max and mean, so ≤ 2,000 drawn points
+const PAD = { left: 46, right: 10, top: 8, bottom: 18 }; // css px
+const FONT = '11px system-ui, sans-serif';
+const X_TICK_SPACING = 70; // css px per x-axis label, at least
+const MIN_REDRAW_INTERVAL = 33; // ms: charts redraw at most ~30 times a second, whatever the step rate
+
+/** One series: points fold into buckets (min, max, mean) that double in width as history grows. */
+export class Series {
+  constructor(label, color, { width = 1.6, band = true, dots = false } = {}) {
+    Object.assign(this, { label, color, width, band, dots });
+    this.clear();
+  }
+
+  clear() {
+    this.x = [];
+    this.lo = [];
+    this.hi = [];
+    this.sum = [];
+    this.n = [];
+    this.per = 1; // points per bucket
+  }
+
+  get length() {
+    return this.x.length;
+  }
+
+  add(x, y) {
+    if (y === null || y === undefined || !Number.isFinite(y)) return;
+    const last = this.x.length - 1;
+    if (last >= 0 && this.n[last] < this.per) {
+      this.x[last] = x;
+      this.lo[last] = Math.min(this.lo[last], y);
+      this.hi[last] = Math.max(this.hi[last], y);
+      this.sum[last] += y;
+      this.n[last] += 1;
+      return;
+    }
+    this.x.push(x);
+    this.lo.push(y);
+    this.hi.push(y);
+    this.sum.push(y);
+    this.n.push(1);
+    if (this.x.length > MAX_BUCKETS) this.fold();
+  }
+
+  /** Merge neighbouring buckets pairwise: memory and drawing stay bounded however long the run. */
+  fold() {
+    const keys = ['x', 'lo', 'hi', 'sum', 'n'];
+    const out = Object.fromEntries(keys.map((k) => [k, []]));
+    for (let i = 0; i < this.x.length; i += 2) {
+      const j = Math.min(i + 1, this.x.length - 1);
+      out.x.push(this.x[j]);
+      out.lo.push(Math.min(this.lo[i], this.lo[j]));
+      out.hi.push(Math.max(this.hi[i], this.hi[j]));
+      out.sum.push(i === j ? this.sum[i] : this.sum[i] + this.sum[j]);
+      out.n.push(i === j ? this.n[i] : this.n[i] + this.n[j]);
+    }
+    keys.forEach((k) => (this[k] = out[k]));
+    this.per *= 2;
+  }
+
+  mean(i) {
+    return this.sum[i] / this.n[i];
+  }
+
+  /** Index of the bucket nearest to x (binary search; x is increasing). */
+  nearest(x) {
+    let a = 0;
+    let b = this.x.length - 1;
+    while (b - a > 1) {
+      const m = (a + b) >> 1;
+      if (this.x[m] < x) a = m;
+      else b = m;
+    }
+    return Math.abs(this.x[a] - x) <= Math.abs(this.x[b] - x) ? a : b;
+  }
+}
+
+export class LineChart {
+  /** options: {log: bool, yRange: [lo, hi] | null, keyElement: element listing the series} */
+  constructor(canvas, { log = false, yRange = null, keyElement = null } = {}) {
+    this.canvas = canvas;
+    this.log = log;
+    this.yRange = yRange;
+    this.keyElement = keyElement;
+    this.series = new Map();
+    this.emptyText = 'waiting for steps…';
+    this.hoverX = null;
+    this.dirty = true;
+    canvas.addEventListener('pointermove', (e) => {
+      this.hoverX = e.offsetX;
+      this.dirty = true;
+    });
+    canvas.addEventListener('pointerleave', () => {
+      this.hoverX = null;
+      this.dirty = true;
+    });
+    new ResizeObserver(() => (this.dirty = true)).observe(canvas);
+  }
+
+  setSeries(specs) {
+    this.series = new Map(specs.map(([key, label, color, opts]) => [key, new Series(label, color, opts)]));
+    this.renderKey();
+    this.dirty = true;
+  }
+
+  renderKey() {
+    if (!this.keyElement) return;
+    this.keyElement.replaceChildren(
+      ...[...this.series.values()].map((s) => {
+        const span = document.createElement('span');
+        const swatch = document.createElement('i');
+        swatch.style.background = s.color;
+        span.append(swatch, s.label);
+        return span;
+      }),
+    );
+  }
+
+  add(key, x, y) {
+    const s = this.series.get(key);
+    if (!s) return;
+    s.add(x, y);
+    this.dirty = true;
+  }
+
+  setEmptyText(text) {
+    this.emptyText = text;
+    this.dirty = true;
+  }
+
+  setLog(log) {
+    this.log = log;
+    this.dirty = true;
+  }
+
+  reset() {
+    this.series.forEach((s) => s.clear());
+    this.dirty = true;
+  }
+
+  /** Domain of everything drawn; log charts only see positive values. */
+  domain() {
+    let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+    for (const s of this.series.values()) {
+      for (let i = 0; i < s.length; i++) {
+        x0 = Math.min(x0, s.x[i]);
+        x1 = Math.max(x1, s.x[i]);
+        const lo = this.log ? (s.lo[i] > 0 ? s.lo[i] : s.hi[i]) : s.lo[i];
+        if (!this.log || lo > 0) y0 = Math.min(y0, lo);
+        if (!this.log || s.hi[i] > 0) y1 = Math.max(y1, s.hi[i]);
+      }
+    }
+    if (!Number.isFinite(x0)) return null;
+    if (x1 === x0) x1 = x0 + 1;
+    if (this.yRange) [y0, y1] = this.yRange;
+    if (!Number.isFinite(y0)) return null;
+    if (this.log) {
+      y0 = Math.log10(y0);
+      y1 = Math.log10(y1);
+      if (y1 - y0 < 0.5) [y0, y1] = [(y0 + y1) / 2 - 0.25, (y0 + y1) / 2 + 0.25];
+    } else if (!this.yRange) {
+      const pad = (y1 - y0) * 0.08 || Math.abs(y0) * 0.1 || 0.5;
+      [y0, y1] = [y0 >= 0 ? Math.max(0, y0 - pad) : y0 - pad, y1 + pad];
+    }
+    return { x0, x1, y0, y1 };
+  }
+
+  draw(now = performance.now()) {
+    if (!this.dirty || now - (this.drawnAt || 0) < MIN_REDRAW_INTERVAL) return;
+    this.dirty = false;
+    this.drawnAt = now;
+    const { ctx, width, height } = fitCanvas(this.canvas);
+    ctx.clearRect(0, 0, width, height);
+    const d = this.domain();
+    const plotW = width - PAD.left - PAD.right;
+    const plotH = height - PAD.top - PAD.bottom;
+    if (!d || plotW < 20 || plotH < 20) {
+      ctx.fillStyle = themeColor('--faint');
+      ctx.font = FONT;
+      ctx.textAlign = 'center';
+      ctx.fillText(this.emptyText, width / 2, height / 2);
+      return;
+    }
+    const sx = (x) => PAD.left + ((x - d.x0) / (d.x1 - d.x0)) * plotW;
+    const fy = (y) => (this.log ? Math.log10(Math.max(y, 1e-300)) : y);
+    const sy = (y) => PAD.top + (1 - (fy(y) - d.y0) / (d.y1 - d.y0)) * plotH;
+    this.drawAxes(ctx, d, sx, width, height, plotH);
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(PAD.left, PAD.top, plotW, plotH);
+    ctx.clip();
+    for (const s of this.series.values()) this.drawSeries(ctx, s, sx, sy);
+    ctx.restore();
+    if (this.hoverX !== null && this.hoverX >= PAD.left) this.drawHover(ctx, d, sx, sy, width);
+  }
+
+  drawAxes(ctx, d, sx, width, height, plotH) {
+    ctx.font = FONT;
+    ctx.fillStyle = themeColor('--faint');
+    ctx.strokeStyle = themeColor('--line-soft');
+    ctx.lineWidth = 1;
+    ctx.textAlign = 'right';
+    ctx.textBaseline = 'middle';
+    for (const t of yTicks(d.y0, d.y1, this.log)) {
+      const y = PAD.top + (1 - (t.v - d.y0) / (d.y1 - d.y0)) * plotH;
+      ctx.beginPath();
+      ctx.moveTo(PAD.left, Math.round(y) + 0.5);
+      ctx.lineTo(width - PAD.right, Math.round(y) + 0.5);
+      ctx.stroke();
+      ctx.fillText(t.label, PAD.left - 6, y);
+    }
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'alphabetic';
+    const xTicks = Math.max(2, Math.floor((width - PAD.left - PAD.right) / X_TICK_SPACING));
+    for (const x of niceTicks(d.x0, d.x1, xTicks)) {
+      const label = formatNumber(x);
+      const half = ctx.measureText(label).width / 2;
+      ctx.fillText(label, Math.min(sx(x), width - half - 1), height - 4);
+    }
+  }
+
+  drawSeries(ctx, s, sx, sy) {
+    if (!s.length) return;
+    if (s.band && s.per > 1) {
+      ctx.fillStyle = s.color;
+      ctx.globalAlpha = 0.18;
+      ctx.beginPath();
+      const lowest = this.log ? Math.min(...s.hi.filter((h) => h > 0)) : 0;
+      const floor = (v) => (this.log && !(v > 0) ? lowest : v);
+      for (let i = 0; i < s.length; i++) ctx.lineTo(sx(s.x[i]), sy(s.hi[i]));
+      for (let i = s.length - 1; i >= 0; i--) ctx.lineTo(sx(s.x[i]), sy(floor(s.lo[i])));
+      ctx.fill();
+      ctx.globalAlpha = 1;
+    }
+    ctx.strokeStyle = s.color;
+    ctx.lineWidth = s.width;
+    ctx.lineJoin = 'round';
+    ctx.beginPath();
+    let pen = false;
+    for (let i = 0; i < s.length; i++) {
+      const y = s.mean(i);
+      if (this.log && !(y > 0)) {
+        pen = false; // log scale: a zero breaks the line instead of plunging to -∞
+        continue;
+      }
+      if (pen) ctx.lineTo(sx(s.x[i]), sy(y));
+      else ctx.moveTo(sx(s.x[i]), sy(y));
+      pen = true;
+    }
+    ctx.stroke();
+    if (s.dots || s.length === 1) {
+      ctx.fillStyle = s.color;
+      const i = s.length - 1;
+      ctx.beginPath();
+      ctx.arc(sx(s.x[i]), sy(s.mean(i)), 2.5, 0, Math.PI * 2);
+      ctx.fill();
+    }
+  }
+
+  /** Crosshair at the cursor and every series' value there. */
+  drawHover(ctx, d, sx, sy, width) {
+    const x = d.x0 + ((this.hoverX - PAD.left) / (width - PAD.left - PAD.right)) * (d.x1 - d.x0);
+    const rows = [];
+    for (const s of this.series.values()) {
+      if (!s.length) continue;
+      const i = s.nearest(x);
+      rows.push({ s, x: s.x[i], y: s.mean(i) });
+    }
+    if (!rows.length) return;
+    const px = sx(rows[0].x);
+    ctx.strokeStyle = themeColor('--muted');
+    ctx.setLineDash([3, 3]);
+    ctx.beginPath();
+    ctx.moveTo(px, PAD.top);
+    ctx.lineTo(px, this.canvas.clientHeight - PAD.bottom);
+    ctx.stroke();
+    ctx.setLineDash([]);
+    const lines = [`step ${formatNumber(rows[0].x)}`, ...rows.map((r) => `${r.s.label}: ${formatNumber(r.y)}`)];
+    ctx.font = '12px system-ui, sans-serif';
+    const boxW = Math.max(...lines.map((l) => ctx.measureText(l).width)) + 14;
+    const boxH = lines.length * 15 + 8;
+    const bx = Math.min(Math.max(px + 8, PAD.left), width - boxW - 4);
+    ctx.fillStyle = 'rgba(8, 12, 20, 0.92)';
+    ctx.fillRect(bx, PAD.top, boxW, boxH);
+    ctx.textAlign = 'left';
+    ctx.textBaseline = 'top';
+    lines.forEach((line, i) => {
+      ctx.fillStyle = i === 0 ? themeColor('--muted') : rows[i - 1].s.color;
+      ctx.fillText(line, bx + 7, PAD.top + 5 + i * 15);
+    });
+    for (const r of rows) {
+      ctx.fillStyle = r.s.color;
+      ctx.beginPath();
+      ctx.arc(sx(r.x), sy(r.y), 3, 0, Math.PI * 2);
+      ctx.fill();
+    }
+  }
+}
+
+function niceTicks(lo, hi, count) {
+  const raw = (hi - lo) / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || mag * 10;
+  const ticks = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
+  return ticks;
+}
+
+function yTicks(y0, y1, log) {
+  if (!log) return niceTicks(y0, y1, 3).map((v) => ({ v, label: formatNumber(v) }));
+  const ticks = [];
+  const every = Math.max(1, Math.ceil((y1 - y0) / 4));
+  for (let e = Math.ceil(y0); e <= Math.floor(y1); e += every) ticks.push({ v: e, label: formatNumber(10 ** e) });
+  if (ticks.length < 2) {
+    for (const m of [2, 5]) {
+      const e = Math.log10(m * 10 ** Math.floor(y0));
+      if (e > y0 && e < y1) ticks.push({ v: e, label: formatNumber(10 ** e) });
+    }
+  }
+  return ticks;
+}

@@ -1,0 +1,130 @@
+// Digits: sample test images badged with the predicted label (red when wrong), and the confusion matrix.
+import { fitCanvas, hexToRgb, mix, rgba, themeColor } from './canvas.js';
+
+const COLUMNS = 8; // images per row
+const SAMPLES = 32; // the first 32 test images, as eval.predictions covers
+const GAP = 4; // css px between images
+
+export class DigitGallery {
+  constructor(canvas) {
+    this.canvas = canvas;
+    this.images = []; // [{pixels: 64 values in 0…1, label}]
+    this.predictions = null;
+    this.dirty = true;
+    new ResizeObserver(() => (this.dirty = true)).observe(canvas);
+  }
+
+  setImages(x, y) {
+    this.images = x.slice(0, SAMPLES).map((pixels, i) => ({ pixels, label: y[i] }));
+    this.dirty = true;
+  }
+
+  setPredictions(predictions) {
+    this.predictions = predictions;
+    this.dirty = true;
+  }
+
+  reset() {
+    this.images = [];
+    this.predictions = null;
+    this.dirty = true;
+  }
+
+  draw() {
+    if (!this.dirty) return;
+    this.dirty = false;
+    const { ctx, width, height } = fitCanvas(this.canvas);
+    ctx.clearRect(0, 0, width, height);
+    const rows = Math.ceil(SAMPLES / COLUMNS);
+    const cell = Math.floor(Math.min(width / COLUMNS, height / rows));
+    const img = cell - GAP;
+    const left = (width - cell * COLUMNS) / 2;
+    const ink = hexToRgb('#e8edf5');
+    const paper = hexToRgb('#0c1220');
+    const bad = themeColor('--bad');
+    const badge = Math.max(12, Math.round(img * 0.42));
+    ctx.font = `700 ${Math.round(badge * 0.8)}px system-ui, sans-serif`;
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'middle';
+    for (let k = 0; k < SAMPLES; k++) {
+      const x0 = left + (k % COLUMNS) * cell;
+      const y0 = Math.floor(k / COLUMNS) * cell;
+      const image = this.images[k];
+      const px = img / 8;
+      ctx.fillStyle = rgba(paper);
+      ctx.fillRect(x0, y0, img, img);
+      if (!image) continue;
+      image.pixels.forEach((v, i) => {
+        if (v <= 0) return;
+        ctx.fillStyle = rgba(mix(paper, ink, Math.min(1, v)));
+        ctx.fillRect(x0 + (i % 8) * px, y0 + Math.floor(i / 8) * px, px + 0.5, px + 0.5);
+      });
+      const predicted = this.predictions ? this.predictions[k] : null;
+      if (predicted === null || predicted === undefined) continue;
+      const wrong = predicted !== image.label;
+      ctx.fillStyle = wrong ? bad : 'rgba(58, 160, 255, 0.92)';
+      ctx.fillRect(x0 + img - badge, y0 + img - badge, badge, badge);
+      ctx.fillStyle = wrong ? '#fff' : '#06101d';
+      ctx.fillText(String(predicted), x0 + img - badge / 2, y0 + img - badge / 2 + 1);
+      if (wrong) {
+        ctx.strokeStyle = bad;
+        ctx.lineWidth = 2;
+        ctx.strokeRect(x0 + 1, y0 + 1, img - 2, img - 2);
+      }
+    }
+  }
+}
+
+export class ConfusionMatrix {
+  constructor(canvas) {
+    this.canvas = canvas;
+    this.matrix = null; // rows = true class, columns = predicted
+    this.dirty = true;
+    new ResizeObserver(() => (this.dirty = true)).observe(canvas);
+  }
+
+  set(matrix) {
+    this.matrix = matrix;
+    this.dirty = true;
+  }
+
+  reset() {
+    this.matrix = null;
+    this.dirty = true;
+  }
+
+  draw() {
+    if (!this.dirty) return;
+    this.dirty = false;
+    const { ctx, width, height } = fitCanvas(this.canvas);
+    ctx.clearRect(0, 0, width, height);
+    const n = this.matrix ? this.matrix.length : 10;
+    const margin = 20;
+    const cell = (Math.min(width, height) - margin) / n;
+    const pos = hexToRgb(themeColor('--pos'));
+    const neg = hexToRgb(themeColor('--bad'));
+    const base = hexToRgb(themeColor('--panel-2'));
+    ctx.font = '11px system-ui, sans-serif';
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'middle';
+    ctx.fillStyle = themeColor('--muted');
+    for (let i = 0; i < n; i++) {
+      ctx.fillText(String(i), margin + (i + 0.5) * cell, margin / 2);
+      ctx.fillText(String(i), margin / 2, margin + (i + 0.5) * cell);
+    }
+    for (let r = 0; r < n; r++) {
+      const row = this.matrix ? this.matrix[r] : null;
+      const total = row ? row.reduce((a, b) => a + b, 0) || 1 : 1;
+      for (let c = 0; c < n; c++) {
+        const share = row ? row[c] / total : 0;
+        const color = mix(base, r === c ? pos : neg, r === c ? share : Math.min(1, share * 3));
+        ctx.fillStyle = rgba(color);
+        ctx.fillRect(margin + c * cell + 1, margin + r * cell + 1, cell - 2, cell - 2);
+        if (row && row[c] && cell > 16) {
+          ctx.fillStyle = share > 0.5 ? '#06101d' : themeColor('--text');
+          ctx.fillText(String(row[c]), margin + (c + 0.5) * cell, margin + (r + 0.5) * cell);
+        }
+      }
+    }
+  }
+}

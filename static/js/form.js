@@ -1,0 +1,292 @@
+// The run form: data, features, network and optimiser settings ↔ a run config, kept in the URL hash.
+import { LayerEditor } from './layers.js';
+import { drawThumbnail } from './thumbs.js';
+
+export const LEARNING_RATES = [0.00001, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10];
+export const REGULARIZATION_RATES = [0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10];
+export const FEATURES = ['x1', 'x2', 'x1^2', 'x2^2', 'x1*x2', 'sin(x1)', 'sin(x2)'];
+export const FEATURE_LABELS = { x1: 'x₁', x2: 'x₂', 'x1^2': 'x₁²', 'x2^2': 'x₂²', 'x1*x2': 'x₁x₂', 'sin(x1)': 'sin x₁', 'sin(x2)': 'sin x₂' };
+const FALLBACK_DATASETS = [
+  ['circle', 'classification', 2], ['xor', 'classification', 2], ['gauss', 'classification', 2],
+  ['spiral', 'classification', 2], ['moons', 'classification', 2], ['plane', 'regression', 0],
+  ['multigauss', 'regression', 0], ['digits', 'classification', 10],
+].map(([name, task, n]) => ({ name, task, n_classes: n, features: name === 'digits' ? [] : FEATURES, n_inputs: name === 'digits' ? 64 : 2 }));
+
+export const DEFAULTS = {
+  dataset: 'spiral',
+  n_samples: 500,
+  noise: 0,
+  train_ratio: 0.5,
+  features: ['x1', 'x2'],
+  hidden: [8, 8],
+  activation: 'tanh',
+  optimizer: 'sgd',
+  learning_rate: 0.03,
+  batch_size: 10,
+  regularization: 'none',
+  regularization_rate: 0,
+  seed: 0,
+  max_steps: 20000,
+};
+const SEED_MAX = 2 ** 31 - 1;
+const DIGITS_INPUTS = 64;
+
+// config field → the element an error message belongs next to (also gets aria-invalid)
+const FIELD_CONTROLS = {
+  dataset: 'dataset-picker', n_samples: 'n-samples', noise: 'noise', train_ratio: 'train-ratio',
+  batch_size: 'batch-size', max_steps: 'max-steps', seed: 'seed', features: 'feature-chips',
+  hidden: 'layer-editor', activation: 'activation', optimizer: 'optimizer', learning_rate: 'lr',
+  regularization: 'regularization', regularization_rate: 'reg-rate', steps_per_second: 'tempo',
+};
+
+const $ = (id) => document.getElementById(id);
+const parseNumber = (text) => (text.trim() === '' || Number.isNaN(Number(text)) ? null : Number(text));
+
+export class RunForm {
+  constructor(datasets, onChange) {
+    this.datasets = datasets && datasets.length ? datasets : FALLBACK_DATASETS;
+    this.onChange = onChange;
+    this.config = { ...DEFAULTS, ...readHash(this.datasets) };
+    this.layers = new LayerEditor((hidden) => this.set('hidden', hidden));
+    this.buildDatasets();
+    this.buildFeatures();
+    fillSelect($('lr'), LEARNING_RATES);
+    fillSelect($('reg-rate'), REGULARIZATION_RATES);
+    this.bind();
+    this.render();
+  }
+
+  /** The run config the server is sent (tempo is the transport's). */
+  value() {
+    const c = { ...this.config, features: [...this.config.features], hidden: [...this.config.hidden] };
+    if (this.isDigits()) c.features = ['x1', 'x2'];
+    return c;
+  }
+
+  dataset() {
+    return this.datasets.find((d) => d.name === this.config.dataset) || this.datasets[0];
+  }
+
+  isDigits() {
+    return this.config.dataset === 'digits';
+  }
+
+  /** Layer sizes, input labels and output labels the diagram shows before a run exists. */
+  architecture() {
+    const d = this.dataset();
+    const inputs = this.isDigits() ? DIGITS_INPUTS : this.config.features.length;
+    const outputs = d.n_classes > 2 ? d.n_classes : 1;
+    return { sizes: [inputs, ...this.config.hidden, outputs], inputs: this.isDigits() ? [] : this.config.features };
+  }
+
+  /** Show a watched run's settings (late join, viewer, replay) without touching the URL or the run. */
+  showConfig(config) {
+    const known = Object.fromEntries(Object.keys(DEFAULTS).filter((k) => k in config).map((k) => [k, config[k]]));
+    this.config = { ...DEFAULTS, ...known };
+    this.clearErrors();
+    this.render();
+  }
+
+  set(key, value) {
+    this.config[key] = value;
+    this.clearErrors();
+    this.render();
+    writeHash(this.config);
+    this.onChange(key);
+  }
+
+  buildDatasets() {
+    const picker = $('dataset-picker');
+    this.datasetButtons = this.datasets.map((d) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'dataset-option';
+      b.setAttribute('role', 'radio');
+      b.setAttribute('aria-label', `Dataset: ${d.name}`);
+      b.dataset.testid = `dataset-${d.name}`;
+      b.dataset.name = d.name;
+      b.title = d.description || d.name;
+      const thumb = document.createElement('canvas');
+      const caption = document.createElement('span');
+      caption.textContent = d.name;
+      b.append(thumb, caption);
+      b.addEventListener('click', () => this.set('dataset', d.name));
+      b.addEventListener('keydown', (e) => this.arrowKeys(e, d.name));
+      picker.append(b);
+      return b;
+    });
+    requestAnimationFrame(() => this.datasetButtons.forEach((b) => drawThumbnail(b.querySelector('canvas'), b.dataset.name)));
+  }
+
+  /** Radio-group keyboard: arrows move the choice. */
+  arrowKeys(event, name) {
+    const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[event.key];
+    if (!step) return;
+    event.preventDefault();
+    event.stopPropagation();
+    const names = this.datasets.map((d) => d.name);
+    const next = names[(names.indexOf(name) + step + names.length) % names.length];
+    this.set('dataset', next);
+    this.datasetButtons[names.indexOf(next)].focus();
+  }
+
+  buildFeatures() {
+    this.featureButtons = FEATURES.map((f) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'chip';
+      b.textContent = FEATURE_LABELS[f];
+      b.dataset.testid = `feature-${f}`;
+      b.dataset.feature = f;
+      b.setAttribute('aria-label', `Input feature ${f}`);
+      b.addEventListener('click', () => {
+        const on = this.config.features.includes(f);
+        const next = on ? this.config.features.filter((x) => x !== f) : FEATURES.filter((x) => x === f || this.config.features.includes(x));
+        this.set('features', next);
+      });
+      $('feature-chips').append(b);
+      return b;
+    });
+  }
+
+  bind() {
+    const slider = (id, key, toValue, show) => {
+      const el = $(id);
+      el.addEventListener('input', () => ($(`${id}-value`).textContent = show(toValue(el.value))));
+      el.addEventListener('change', () => this.set(key, toValue(el.value)));
+    };
+    slider('train-ratio', 'train_ratio', (v) => Number(v) / 100, (v) => `${Math.round(v * 100)}%`);
+    slider('noise', 'noise', (v) => Number(v) / 100, (v) => String(Math.round(v * 100)));
+    slider('n-samples', 'n_samples', Number, String);
+    for (const [id, key] of [['batch-size', 'batch_size'], ['max-steps', 'max_steps'], ['seed', 'seed']]) {
+      $(id).addEventListener('change', () => this.set(key, parseNumber($(id).value)));
+    }
+    for (const [id, key, toValue] of [['lr', 'learning_rate', Number], ['reg-rate', 'regularization_rate', Number], ['activation', 'activation', String], ['optimizer', 'optimizer', String], ['regularization', 'regularization', String]]) {
+      $(id).addEventListener('change', () => this.set(key, toValue($(id).value)));
+    }
+    $('regenerate').addEventListener('click', () => this.set('seed', Math.floor(Math.random() * SEED_MAX)));
+  }
+
+  /** Widgets follow the config. */
+  render() {
+    const c = this.config;
+    this.datasetButtons.forEach((b) => b.setAttribute('aria-checked', String(b.dataset.name === c.dataset)));
+    this.datasetButtons.forEach((b) => (b.tabIndex = b.dataset.name === c.dataset ? 0 : -1));
+    $('dataset-description').textContent = this.dataset().description || '';
+    this.featureButtons.forEach((b) => b.setAttribute('aria-pressed', String(c.features.includes(b.dataset.feature))));
+    $('features-field').hidden = this.isDigits();
+    $('samples-field').hidden = this.isDigits();
+    setRange('train-ratio', Math.round(c.train_ratio * 100), `${Math.round(c.train_ratio * 100)}%`);
+    setRange('noise', Math.round(c.noise * 100), String(Math.round(c.noise * 100)));
+    setRange('n-samples', c.n_samples, String(c.n_samples));
+    for (const [id, key] of [['batch-size', 'batch_size'], ['max-steps', 'max_steps'], ['seed', 'seed']]) {
+      if (parseNumber($(id).value) !== c[key]) $(id).value = c[key] === null ? '' : String(c[key]);
+    }
+    selectValue($('lr'), c.learning_rate);
+    selectValue($('reg-rate'), c.regularization_rate);
+    $('activation').value = c.activation;
+    $('optimizer').value = c.optimizer;
+    $('regularization').value = c.regularization;
+    $('reg-rate').disabled = c.regularization === 'none' || this.enabled === false;
+    this.layers.set(c.hidden);
+    const { sizes } = this.architecture();
+    const params = sizes.slice(1).reduce((sum, units, i) => sum + units * sizes[i] + units, 0);
+    $('param-count').textContent = `${params.toLocaleString('en-US')} parameters`;
+  }
+
+  /** Put each 422 message next to its control; returns the messages that have no control. */
+  showErrors(errors) {
+    this.clearErrors();
+    const unplaced = [];
+    for (const { field, message } of errors) {
+      const box = field && $(`error-${field}`);
+      if (!box) {
+        unplaced.push(field ? `${field}: ${message}` : message);
+        continue;
+      }
+      box.textContent = box.textContent ? `${box.textContent} ${message}` : message;
+      const control = $(FIELD_CONTROLS[field]);
+      if (control) {
+        control.setAttribute('aria-invalid', 'true');
+        control.setAttribute('aria-describedby', box.id);
+      }
+    }
+    return unplaced;
+  }
+
+  clearErrors() {
+    for (const [field, id] of Object.entries(FIELD_CONTROLS)) {
+      const box = $(`error-${field}`);
+      if (box) box.textContent = '';
+      const control = $(id);
+      if (control) control.removeAttribute('aria-invalid');
+    }
+  }
+
+  /** Viewers watch: every control that would change the run is disabled. */
+  setEnabled(enabled) {
+    this.enabled = enabled;
+    document.querySelectorAll('.panel-data input, .panel-data button, .panel-data select, .hyper-row select').forEach((el) => (el.disabled = !enabled));
+    this.layers.setEnabled(enabled);
+  }
+}
+
+function fillSelect(select, values) {
+  select.replaceChildren(
+    ...values.map((v) => {
+      const o = document.createElement('option');
+      o.value = String(v);
+      o.textContent = String(v);
+      return o;
+    }),
+  );
+}
+
+/** Select the option equal to a number, adding it if the URL asked for a value not in the list. */
+function selectValue(select, value) {
+  let option = [...select.options].find((o) => Number(o.value) === value);
+  if (!option) {
+    option = document.createElement('option');
+    option.value = String(value);
+    option.textContent = String(value);
+    select.append(option);
+  }
+  select.value = option.value;
+}
+
+function setRange(id, value, label) {
+  $(id).value = String(value);
+  $(`${id}-value`).textContent = label;
+}
+
+// --- URL hash: a prepared configuration is a link ----------------------------------------
+
+const LIST_KEYS = new Set(['features', 'hidden']);
+const NUMBER_KEYS = new Set(['n_samples', 'noise', 'train_ratio', 'learning_rate', 'batch_size', 'regularization_rate', 'seed', 'max_steps']);
+
+function readHash(datasets) {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const out = {};
+  for (const [key, raw] of params) {
+    if (!(key in DEFAULTS)) continue;
+    if (key === 'hidden') out.hidden = raw === '' ? [] : raw.split(',').map(Number).filter((n) => n > 0);
+    else if (key === 'features') out.features = raw.split(',').filter((f) => FEATURES.includes(f));
+    else if (NUMBER_KEYS.has(key)) {
+      const n = Number(raw);
+      if (raw !== '' && Number.isFinite(n)) out[key] = n;
+    } else out[key] = raw;
+  }
+  if (out.dataset && !datasets.some((d) => d.name === out.dataset)) delete out.dataset;
+  if (out.features && !out.features.length) delete out.features;
+  return out;
+}
+
+function writeHash(config) {
+  const params = new URLSearchParams();
+  for (const key of Object.keys(DEFAULTS)) {
+    const v = config[key];
+    if (v === null || v === undefined) continue;
+    params.set(key, LIST_KEYS.has(key) ? v.join(',') : String(v));
+  }
+  history.replaceState(null, '', `${location.pathname}${location.search}#${params.toString()}`);
+}

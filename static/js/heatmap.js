@@ -1,0 +1,155 @@
+// Decision boundary: the eval grid as an orange ↔ blue field, with the data points on top.
+import { divergingMap, fitCanvas, formatNumber, rgba, themeColor } from './canvas.js';
+
+const POINT_RADIUS = 3.4; // css px
+const DEFAULT_EXTENT = { x: [-6, 6], y: [-6, 6] };
+
+/** base64 → bytes (the grid is uint8, row-major, row 0 = ymax). */
+function decode(b64) {
+  const text = atob(b64);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
+
+export class DecisionHeatmap {
+  constructor(canvas) {
+    this.canvas = canvas;
+    this.field = document.createElement('canvas'); // the grid at its own resolution
+    this.dots = document.createElement('canvas'); // the points, redrawn only when they change
+    this.dotsKey = null;
+    this.hasField = false;
+    this.extent = DEFAULT_EXTENT;
+    this.train = [];
+    this.test = [];
+    this.showTest = false;
+    this.regression = false;
+    this.colors = divergingMap(themeColor('--neg'), themeColor('--neutral'), themeColor('--pos'));
+    this.dirty = true;
+    new ResizeObserver(() => (this.dirty = true)).observe(canvas);
+  }
+
+  setTask(task) {
+    this.regression = task === 'regression';
+    this.dirty = true;
+  }
+
+  /** Eval grid: class-1 probability (or regression output in its target range) as 0…255. */
+  setGrid(grid) {
+    if (!grid || !grid.data) return;
+    const bytes = decode(grid.data);
+    const size = grid.size;
+    this.field.width = size;
+    this.field.height = size;
+    const ctx = this.field.getContext('2d');
+    const image = ctx.createImageData(size, size);
+    for (let i = 0; i < size * size; i++) {
+      const c = bytes[i] * 3;
+      image.data[i * 4] = this.colors[c];
+      image.data[i * 4 + 1] = this.colors[c + 1];
+      image.data[i * 4 + 2] = this.colors[c + 2];
+      image.data[i * 4 + 3] = 255;
+    }
+    ctx.putImageData(image, 0, 0);
+    this.extent = { x: grid.x, y: grid.y };
+    this.hasField = true;
+    this.dirty = true;
+  }
+
+  /** Points as [[x1, x2], …] with targets: class 0/1, or a regression value in [-1, 1]. */
+  setPoints(train, test) {
+    const pack = (set) => (set ? set.points.map((p, i) => [p[0], p[1], set.y[i]]) : []);
+    this.train = pack(train);
+    this.test = pack(test);
+    this.dirty = true;
+  }
+
+  setShowTest(show) {
+    this.showTest = show;
+    this.dirty = true;
+  }
+
+  clearField() {
+    this.hasField = false;
+    this.extent = DEFAULT_EXTENT;
+    this.dirty = true;
+  }
+
+  pointColor(y) {
+    const t = this.regression ? (y + 1) / 2 : y;
+    const i = Math.round(Math.min(1, Math.max(0, t)) * 255) * 3;
+    return [this.colors[i], this.colors[i + 1], this.colors[i + 2]];
+  }
+
+  draw() {
+    if (!this.dirty || !this.canvas.clientWidth || !this.canvas.clientHeight) return; // hidden: later
+    this.dirty = false;
+    const { ctx, width, height } = fitCanvas(this.canvas);
+    ctx.clearRect(0, 0, width, height);
+    ctx.fillStyle = themeColor('--neutral');
+    ctx.fillRect(0, 0, width, height);
+    if (this.hasField) {
+      ctx.imageSmoothingEnabled = true;
+      ctx.imageSmoothingQuality = 'high';
+      ctx.drawImage(this.field, 0, 0, width, height);
+    }
+    const { x, y } = this.extent;
+    const sx = (v) => ((v - x[0]) / (x[1] - x[0])) * width;
+    const sy = (v) => (1 - (v - y[0]) / (y[1] - y[0])) * height;
+    this.drawAxes(ctx, sx, sy, width, height);
+    this.drawDots(sx, sy, width, height);
+    ctx.drawImage(this.dots, 0, 0, width, height);
+  }
+
+  /** Points change far less often than the field: keep them on their own canvas. */
+  drawDots(sx, sy, width, height) {
+    const dpr = window.devicePixelRatio || 1;
+    const key = [this.train, this.test, this.showTest, this.regression, width, height, dpr, ...this.extent.x, ...this.extent.y];
+    if (this.dotsKey && key.every((v, i) => v === this.dotsKey[i])) return;
+    this.dotsKey = key;
+    this.dots.width = Math.round(width * dpr);
+    this.dots.height = Math.round(height * dpr);
+    const ctx = this.dots.getContext('2d');
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    for (const [px, py, t] of this.train) this.drawPoint(ctx, sx(px), sy(py), t, false);
+    if (this.showTest) for (const [px, py, t] of this.test) this.drawPoint(ctx, sx(px), sy(py), t, true);
+  }
+
+  drawPoint(ctx, cx, cy, target, isTest) {
+    const color = this.pointColor(target);
+    ctx.beginPath();
+    ctx.arc(cx, cy, POINT_RADIUS, 0, Math.PI * 2);
+    if (isTest) {
+      ctx.fillStyle = rgba(color, 0.35);
+      ctx.fill();
+      ctx.lineWidth = 1.6;
+      ctx.strokeStyle = '#0a0e16';
+    } else {
+      ctx.fillStyle = rgba(color);
+      ctx.fill();
+      ctx.lineWidth = 1;
+      ctx.strokeStyle = 'rgba(255,255,255,0.9)';
+    }
+    ctx.stroke();
+  }
+
+  drawAxes(ctx, sx, sy, width, height) {
+    ctx.strokeStyle = 'rgba(255,255,255,0.10)';
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    ctx.moveTo(sx(0), 0);
+    ctx.lineTo(sx(0), height);
+    ctx.moveTo(0, sy(0));
+    ctx.lineTo(width, sy(0));
+    ctx.stroke();
+    ctx.fillStyle = 'rgba(255,255,255,0.55)';
+    ctx.font = '11px system-ui, sans-serif';
+    ctx.textBaseline = 'bottom';
+    ctx.textAlign = 'left';
+    ctx.fillText(formatNumber(this.extent.x[0]), 4, height - 3);
+    ctx.textAlign = 'right';
+    ctx.fillText(formatNumber(this.extent.x[1]), width - 4, height - 3);
+    ctx.textBaseline = 'top';
+    ctx.fillText(formatNumber(this.extent.y[1]), width - 4, 3);
+  }
+}

@@ -1,0 +1,129 @@
+// One websocket to a run: parse frames, dispatch typed messages, spot seq gaps, reconnect with backoff.
+
+const RECONNECT_MIN = 0.5; // s, first retry delay
+const RECONNECT_MAX = 8; // s, longest retry delay
+const CLOSE_FORBIDDEN_ORIGIN = 4003; // cross-site handshake refused — retrying cannot help
+const CLOSE_UNKNOWN_RUN = 4004; // no such run — retrying cannot help
+
+export class RunSocket {
+  /**
+   * handlers: {hello, frame, eval, state, chime, alarm, overfit, end, gap(missing), connection(status)}.
+   * options: {replay: bool, stepsPerSecond: number|null, token: string|null}.
+   */
+  constructor(runId, handlers, options = {}) {
+    this.runId = runId;
+    this.handlers = handlers;
+    this.options = options;
+    this.ws = null;
+    this.lastSeq = null;
+    this.attempts = 0;
+    this.timer = null;
+    this.finished = false; // after `end` or close(): do not reconnect
+  }
+
+  url() {
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const params = new URLSearchParams();
+    if (this.options.token) params.set('token', this.options.token);
+    if (this.options.replay) {
+      params.set('replay', '1');
+      if (this.options.stepsPerSecond != null) params.set('steps_per_second', String(this.options.stepsPerSecond));
+    }
+    const query = params.toString();
+    return `${scheme}://${location.host}/ws/runs/${encodeURIComponent(this.runId)}${query ? `?${query}` : ''}`;
+  }
+
+  open() {
+    this.lastSeq = null;
+    this.emit('connection', 'connecting');
+    const ws = new WebSocket(this.url());
+    this.ws = ws;
+    ws.onmessage = (event) => this.receive(event.data);
+    ws.onclose = (event) => this.closed(ws, event);
+  }
+
+  /** Deliberate close: no reconnect. */
+  close() {
+    this.finished = true;
+    clearTimeout(this.timer);
+    if (this.ws) this.ws.close(1000);
+    this.ws = null;
+  }
+
+  receive(text) {
+    let msg;
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      return; // a malformed frame is dropped rather than killing the page
+    }
+    if (msg.type === 'ping') {
+      this.send({ type: 'pong' }); // the server drops clients that stay silent
+      return;
+    }
+    if (msg.type === 'hello') {
+      this.attempts = 0;
+      this.emit('connection', 'open');
+    }
+    if (typeof msg.seq === 'number') {
+      if (this.lastSeq !== null && msg.seq > this.lastSeq + 1) this.emit('gap', msg.seq - this.lastSeq - 1);
+      this.lastSeq = msg.seq;
+    }
+    if (msg.type === 'end') this.finished = true;
+    this.emit(msg.type, msg);
+  }
+
+  closed(ws, event) {
+    if (ws !== this.ws) return;
+    this.ws = null;
+    if (this.finished) return;
+    if (event.code === CLOSE_UNKNOWN_RUN || event.code === CLOSE_FORBIDDEN_ORIGIN) {
+      this.finished = true;
+      this.emit('connection', event.code === CLOSE_UNKNOWN_RUN ? 'unknown-run' : 'refused');
+      return;
+    }
+    const delay = Math.min(RECONNECT_MAX, RECONNECT_MIN * 2 ** this.attempts) * (0.75 + Math.random() * 0.5);
+    this.attempts += 1;
+    this.emit('connection', 'reconnecting');
+    this.timer = setTimeout(() => this.open(), delay * 1000);
+  }
+
+  send(message) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  emit(type, payload) {
+    const handler = this.handlers[type];
+    if (handler) handler(payload);
+  }
+}
+
+/** A frame's columnar arrays as one object per step. */
+export function frameSteps(frame) {
+  const b = frame.beats;
+  const grads = (frame.echoes && frame.echoes.grad_norm) || [];
+  const crescendo = frame.crescendo || [];
+  return b.step.map((step, i) => ({
+    step,
+    t: b.t[i],
+    epoch: b.epoch[i],
+    loss: b.loss[i],
+    accuracy: b.accuracy[i],
+    entropy: b.entropy[i],
+    crescendo: crescendo[i],
+    grads: grads[i] || null,
+  }));
+}
+
+/** A hello's downsampled history as one object per step. */
+export function historySteps(h) {
+  const at = (key, i) => (h[key] ? h[key][i] : null);
+  return (h.step || []).map((step, i) => ({
+    step,
+    loss: at('loss', i),
+    accuracy: at('accuracy', i),
+    entropy: at('entropy', i),
+    crescendo: at('crescendo', i),
+    grads: at('grad_norm', i),
+  }));
+}

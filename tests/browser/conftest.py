@@ -1,0 +1,165 @@
+"""Browser tests: a real uvicorn on a free port and Playwright driving the system Chromium."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VIEWPORT = {"width": 1600, "height": 900}
+# Collects every note the page schedules and counts real oscillator starts.
+NOTE_PROBE = """
+window.__notes = [];
+window.__oscillatorStarts = 0;
+addEventListener('backbeat:note', (e) => window.__notes.push(e.detail));
+const start = OscillatorNode.prototype.start;
+OscillatorNode.prototype.start = function (...args) {
+  window.__oscillatorStarts += 1;
+  return start.apply(this, args);
+};
+"""
+
+
+def wait_for(predicate: Callable, timeout: float = 15.0, what: str = "the condition"):
+    """Poll until `predicate()` is truthy and return its value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+    return value
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """uvicorn in its own process on a temporary data folder; output goes to files."""
+
+    def __init__(self, data_dir: Path, log_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / "server.log"
+        argv = [sys.executable, "-m", "uvicorn", "app.server:create_app", "--factory",
+                "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        env = {**os.environ, "BACKBEAT_DATA": str(data_dir)}
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited early:\n{self.log.read_text()}")
+        try:
+            return self.http.get("/api/health").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop_live_runs(self) -> None:
+        """Tests share one server; each leaves its run slots free for the next."""
+        for run in self.http.get("/api/runs").json():
+            if run["state"] in ("starting", "running", "paused"):
+                self.http.post(f"/api/runs/{run['id']}/control", json={"action": "stop"})
+
+    def close(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("backbeat")
+    live = LiveServer(root / "data", root)
+    try:
+        wait_for(live.healthy, 30, f"{live.url}/api/health")
+        yield live
+    finally:
+        live.close()
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("BACKBEAT_CHROMIUM") or shutil.which("chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    path = chromium_path()
+    if not path:
+        message = "no Chromium: install Debian's `chromium` or set BACKBEAT_CHROMIUM"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=path,
+            args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
+        )
+        yield browser
+        browser.close()
+
+
+class PageProbe:
+    """A page plus what it logged and requested, and helpers to read the debug handle."""
+
+    def __init__(self, page, server: LiveServer) -> None:
+        self.page, self.server = page, server
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: self.requests.append(r.url))
+
+    def open(self, fragment: str = "") -> None:
+        self.page.goto(f"{self.server.url}/{fragment}")
+        self.page.get_by_test_id("dataset-spiral").wait_for()
+
+    def value(self, testid: str) -> int:
+        raw = self.page.get_by_test_id(testid).get_attribute("data-value")
+        return int(raw) if raw else 0
+
+    def notes(self, kind: str | None = None) -> list[dict]:
+        notes = self.page.evaluate("window.__notes")
+        return [n for n in notes if kind is None or n["kind"] == kind]
+
+    def wait(self, predicate: Callable, timeout: float = 15.0, what: str = "the page") -> object:
+        return wait_for(predicate, timeout, what)
+
+    def set_tempo(self, position: int) -> None:
+        """Move the log-scale tempo slider (0…1000) as a user drag would."""
+        self.page.get_by_test_id("tempo").evaluate(
+            "(el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', {bubbles: true})); }",
+            position,
+        )
+
+    def canvas_pixels(self, testid: str) -> str:
+        return self.page.get_by_test_id(testid).evaluate("(c) => c.toDataURL()")
+
+
+@pytest.fixture
+def probe(browser, server) -> Iterator[PageProbe]:
+    context = browser.new_context(viewport=VIEWPORT)
+    context.add_init_script(NOTE_PROBE)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        yield PageProbe(page, server)
+    finally:
+        context.close()
+        server.stop_live_runs()
