@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=10.0,
         ws_ping_timeout=10.0,
+        # compression is per connection: it would redo, per viewer, the work `hub` does once
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=3,
     )
     try:

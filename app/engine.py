@@ -11,7 +11,7 @@ from app.config import RunConfig
 from app.datasets import featurize, grid_points, make_dataset
 from app.nn import Network
 from app.optim import make_optimizer
-from app.steps import LAYER_COLUMNS, SCALAR_COLUMNS, StepBuffer
+from app.steps import SCALAR_COLUMNS, StepBuffer
 
 EVAL_EVERY_MAX = 50  # steps between evaluations (at least once an epoch)
 GRID_SIZE = 64  # decision-boundary cells per side
@@ -64,6 +64,7 @@ class Trainer:
         self.overfit = metrics.OverfitDetector()
         self.initial_loss: float | None = None
         self._alarm_above = math.inf  # batch losses at or past this go to metrics.diverged
+        self._observed_step = -1  # the step whose eval the detectors last saw
 
         # Data as columns (see app/nn.py). Evaluation runs train and test together in float32.
         self.classify = self.task == "classification"
@@ -82,12 +83,13 @@ class Trainer:
         b, spe = self.batch_size, self.steps_per_epoch
         self._x_rows = np.ascontiguousarray(net.columns(data.x_train).T)
         self._t_rows = np.ascontiguousarray(self.t_cols[:, :n_train].T)
-        self._epoch_x = np.empty((spe * b, self._x_rows.shape[1]))
+        self._epoch_x = self._x_rows  # replaced by each epoch's shuffled rows
         self._epoch_t = np.empty((spe, self._t_rows.shape[1], b))
         self._epoch_labels = np.empty((spe, *self.labels.shape[:-1], b), dtype=self.labels.dtype)
         self._batch_bufs = net.allocate(b)
         self._squares = np.empty_like(net.state)
-        self._columns = tuple(self.buffer.columns[name] for name in SCALAR_COLUMNS + LAYER_COLUMNS)
+        self._mean_squares = np.empty(net.n_layers)  # activations' this step
+        self._columns = tuple(self.buffer.columns[name] for name in SCALAR_COLUMNS)
         self.grid_cols = None
         if spec.is_2d:
             points = grid_points(data.extent, GRID_SIZE)
@@ -111,7 +113,7 @@ class Trainer:
         """Draw this epoch's order and lay its batches out contiguously."""
         b, spe = self.batch_size, self.steps_per_epoch
         order = self.batch_rng.permutation(self.n_train)[: spe * b]
-        np.take(self._x_rows, order, axis=0, out=self._epoch_x)
+        self._epoch_x = self._x_rows.take(order, axis=0)  # (faster than take with out=)
         t = self._t_rows.take(order, axis=0).reshape(spe, b, -1)
         self._epoch_t[...] = t.transpose(0, 2, 1)
         labels = self.labels[..., : self.n_train].take(order, axis=-1)
@@ -130,6 +132,7 @@ class Trainer:
             total = np.add.reduce(cache.log_norm, axis=None)
             loss = float((total - np.vdot(tb, z)) / b)
             entropy = float((total - np.vdot(p, z)) / (b * self.log_classes))
+            entropy = min(max(entropy, 0.0), 1.0)  # rounding can stray past the ends
             if self.n_classes > 2:
                 right = np.count_nonzero(z.argmax(axis=0) == self._epoch_labels[i])
             else:
@@ -138,25 +141,25 @@ class Trainer:
         else:
             loss, entropy, accuracy = net.data_loss(cache, tb), math.nan, math.nan
         step, n = self.step + 1, self.buffer.n
-        c_step, c_t, c_epoch, c_loss, c_acc, c_ent, c_cresc, c_rms, c_grad, c_ratio = self._columns
-        rms = c_rms[n]
+        c_step, c_t, c_epoch, c_loss, c_acc, c_ent, c_cresc = self._columns
+        rms = self._mean_squares
         for k, h in enumerate(cache.acts[1:-1]):
             a = h[:-1]  # without the ones row
             rms[k] = np.vdot(a, a) / a.size
         rms[-1] = np.vdot(p, p) / p.size
-        np.sqrt(rms, out=rms)
 
         net.backward(cache, tb)
         self.optimizer.apply(net.params, net.grads)
         self.step = step
 
+        # the echoes' row: act_rms, grad_norm, update_ratio, each per layer
+        layers = self.buffer.layers[n]
         sq = self._squares
         np.square(net.state, out=sq)  # params, grads, update
-        per_layer = np.add.reduceat(sq, net.segment_starts, axis=1)
-        np.sqrt(per_layer[1], out=c_grad[n])
-        ratio = c_ratio[n]
-        np.divide(per_layer[2], per_layer[0], out=ratio)
-        np.sqrt(ratio, out=ratio)
+        np.add.reduceat(sq, net.segment_starts, axis=1, out=layers)
+        layers[2] /= layers[0]  # |update|^2 / |params|^2
+        layers[0] = rms
+        np.sqrt(layers, out=layers)
         c_step[n] = step
         c_t[n] = time.time()
         c_epoch[n] = step // self.steps_per_epoch
@@ -212,13 +215,20 @@ class Trainer:
             pairs = self.labels[n_train:] * k + predicted[n_train:]
             ev["confusion"] = np.bincount(pairs, minlength=k * k).reshape(k, k).tolist()
             ev["predictions"] = predicted[n_train : n_train + DIGIT_PREVIEWS].tolist()
-        events = []
+        return ev, self._observe(train_loss, test_loss, ev["train_accuracy"])
+
+    def _observe(self, train_loss: float, test_loss: float, train_accuracy) -> list[dict]:
+        """Feed the detectors once per step (a final eval may repeat the last one's step)."""
+        if self.step == self._observed_step:
+            return []
+        self._observed_step = self.step
         if self.initial_loss is None:
             self.initial_loss = train_loss if math.isfinite(train_loss) else None
             if self.initial_loss is not None:
                 self.crescendo.start(self.initial_loss)
                 self._alarm_above = metrics.DIVERGENCE_FACTOR * max(self.initial_loss, 1e-12)
-        reason = self.convergence.observe(train_loss, test_loss, ev["train_accuracy"])
+        events = []
+        reason = self.convergence.observe(train_loss, test_loss, train_accuracy)
         if reason:
             events.append({"type": "chime", "step": self.step, "reason": reason})
         if self.overfit.observe(train_loss, test_loss):
@@ -230,7 +240,7 @@ class Trainer:
                     "test_loss": test_loss,
                 }
             )
-        return ev, events
+        return events
 
     def _grid(self) -> dict:
         """Class-1 probability (or regression output within the target range) as 0..255 bytes."""

@@ -38,24 +38,27 @@ def accuracy(p: np.ndarray, y: np.ndarray) -> float:
 class Crescendo:
     """Volume in [0, 1] that grows as the smoothed loss falls, on a log scale from its start."""
 
+    SCALE = 1.0 / (CRESCENDO_DECADES * math.log(10.0))  # full volume per unit of log-progress
+
     def __init__(self) -> None:
         self.initial: float | None = None
         self.smoothed: float | None = None
+        self._log_initial = 0.0
 
     def start(self, initial_loss: float) -> None:
         self.initial = max(float(initial_loss), 1e-12)
+        self._log_initial = math.log(self.initial)
 
     def update(self, loss: float) -> float:
         if not math.isfinite(loss):
             return 0.0
         if self.initial is None:
             self.start(loss)
-        s = loss if self.smoothed is None else self.smoothed
-        self.smoothed = s + CRESCENDO_SMOOTHING * (loss - s)
-        progress = math.log(self.initial / max(self.smoothed, 1e-300)) / (
-            CRESCENDO_DECADES * math.log(10.0)
-        )
-        return min(max(progress, 0.0), 1.0)
+        s = self.smoothed
+        s = loss if s is None else s + CRESCENDO_SMOOTHING * (loss - s)
+        self.smoothed = s
+        progress = (self._log_initial - math.log(max(s, 1e-300))) * self.SCALE
+        return 0.0 if progress < 0.0 else 1.0 if progress > 1.0 else progress
 
 
 def diverged(loss: float, initial: float | None) -> str | None:

@@ -18,8 +18,10 @@ class StepBuffer:
             name: np.zeros(capacity, dtype=np.int64 if name in INT_COLUMNS else np.float64)
             for name in SCALAR_COLUMNS
         }
-        for name in LAYER_COLUMNS:
-            self.columns[name] = np.zeros((capacity, n_layers))
+        # the per-layer columns share one array, so a step's echoes are written in one go
+        self.layers = np.zeros((capacity, len(LAYER_COLUMNS), n_layers))
+        for k, name in enumerate(LAYER_COLUMNS):
+            self.columns[name] = self.layers[:, k]
 
     @property
     def full(self) -> bool:

@@ -38,9 +38,12 @@ TARGET_RATIO = 0.9
 # -- the server process --------------------------------------------------------------
 
 
-def serve(port: int, data: Path, viewers: int) -> None:
+def serve(port: int, data: Path, viewers: int, switch_interval: float) -> None:
     """The app as `backbeat` serves it, with connection caps raised for one loopback host."""
     import uvicorn
+
+    if switch_interval:
+        sys.setswitchinterval(switch_interval)
 
     from app.server import create_app
     from app.settings import Settings
@@ -59,6 +62,7 @@ def serve(port: int, data: Path, viewers: int) -> None:
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=10.0,
         ws_ping_timeout=10.0,
+        ws_per_message_deflate=False,  # as app/cli.py serves it
     )
 
 
@@ -188,14 +192,15 @@ class Bench:
         return (s1 - s0) / (t1 - t0), (c1 - c0) / (t1 - t0), t1 - t0
 
     def create(self, **extra) -> str:
-        r = self.http.post("/api/runs", json={**RUN, **extra})
+        r = self.http.post("/api/runs", json={**RUN, "steps_per_second": self.args.tempo, **extra})
         r.raise_for_status()
         return r.json()["id"]
 
     def run(self) -> dict:
         a = self.args
         with tempfile.TemporaryDirectory(prefix="backbeat-bench-") as data:
-            argv = [sys.executable, __file__, "--serve", str(self.port), data, str(a.viewers)]
+            argv = [sys.executable, __file__, "--serve", str(self.port), data, str(a.viewers),
+                    str(a.switch_interval)]  # fmt: skip
             self.server = subprocess.Popen(argv, cwd=REPO)
             try:
                 return self.measure()
@@ -338,8 +343,8 @@ def print_report(r: dict) -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--serve"]:
-        port, data, viewers = sys.argv[2:5]
-        serve(int(port), Path(data), int(viewers))
+        port, data, viewers, switch_interval = sys.argv[2:6]
+        serve(int(port), Path(data), int(viewers), float(switch_interval))
         return
     if sys.argv[1:2] == ["--viewers-of"]:
         viewer_process(sys.argv[2], int(sys.argv[3]))
@@ -349,6 +354,10 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="length of each window")
     p.add_argument("--client-procs", type=int, default=1, help="viewer processes (1 or 2)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    p.add_argument("--tempo", type=float, default=None, help="pace the runs (default: unpaced)")
+    p.add_argument(
+        "--switch-interval", type=float, default=0.0, help="server's GIL switch interval, s"
+    )
     args = p.parse_args()
     result = Bench(args).run()
     print_report(result)

@@ -226,6 +226,16 @@ def test_eval_losses_agree_with_a_float64_forward(dataset):
         assert ev["test_accuracy"] == pytest.approx(right.mean())
 
 
+def test_a_repeated_eval_at_the_same_step_does_not_feed_the_detectors_twice():
+    trainer = Trainer(config(dataset="gauss"))
+    _, _, events = drive(trainer, 200)
+    assert [e["type"] for e in events] == ["chime"]
+    seen = len(trainer.convergence.test_losses), list(trainer.overfit.test)
+    again, more = trainer.evaluate()
+    assert more == [] and again["step"] == trainer.step
+    assert (len(trainer.convergence.test_losses), list(trainer.overfit.test)) == seen
+
+
 def test_evaluation_comes_at_least_once_an_epoch():
     for overrides in (dict(), dict(dataset="digits", batch_size=32), dict(batch_size=1)):
         trainer = Trainer(config(**overrides))

@@ -1,5 +1,6 @@
 // The sound engine: a lookahead scheduler turns buffered, server-timed steps into beats and echoes.
 import { JITTER_BUFFER, ServerClock } from './clock.js';
+import { Mixer } from './mixer.js';
 import { GradRange, StepGroup, beatDegree, degreeFrequency, echoDegree, overfitDetune } from './sonify.js';
 import * as voices from './voices.js';
 
@@ -12,10 +13,6 @@ const BEAT_GAIN = 0.42;
 const ECHO_GAIN = [0.012, 0.32]; // vanishing … exploding gradient
 const TEST_GAIN = 0.1;
 const CUE_GAIN = 0.45; // chime and alarm, at the user's volume (no crescendo)
-const CRESCENDO_FLOOR = 0.3; // master level when training starts, × volume
-const MASTER_SMOOTHING = 0.12; // s, time constant of the crescendo
-const VOLUME_SMOOTHING = 0.03; // s, time constant when the user moves the volume
-const REVERB_WET = 0.22;
 const ECHO_SPACING = [0.03, 0.09]; // s between echoes, fitted to the beat interval
 const DRAW_QUEUE_LIMIT = 4000; // notes kept for the picture when nothing draws (hidden tab)
 
@@ -24,9 +21,7 @@ const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
 export class AudioEngine {
   constructor() {
     this.ctx = null;
-    this.master = null; // crescendo × volume
-    this.cues = null; // volume only
-    this.bus = null; // every musical voice
+    this.mixer = null;
     this.source = 'performance'; // which clock schedules: performance.now until the audio clock runs
     this.volume = 0.7;
     this.muted = false;
@@ -44,26 +39,14 @@ export class AudioEngine {
     }
     const Ctx = window.AudioContext || window.webkitAudioContext;
     if (!Ctx) return;
-    const ctx = new Ctx({ latencyHint: 'interactive' });
-    const limiter = ctx.createDynamicsCompressor();
-    limiter.threshold.value = -12;
-    limiter.ratio.value = 6;
-    this.master = ctx.createGain();
-    this.master.gain.value = this.masterTarget();
-    this.cues = ctx.createGain();
-    this.cues.gain.value = this.muted ? 0 : this.volume;
-    this.bus = ctx.createGain();
-    const reverb = ctx.createConvolver();
-    reverb.buffer = voices.roomImpulse(ctx);
-    const wet = ctx.createGain();
-    wet.gain.value = REVERB_WET;
-    this.bus.connect(this.master);
-    this.bus.connect(reverb).connect(wet).connect(this.master);
-    this.master.connect(limiter);
-    this.cues.connect(limiter);
-    limiter.connect(ctx.destination);
-    this.ctx = ctx;
-    if (ctx.state === 'suspended') ctx.resume();
+    this.ctx = new Ctx({ latencyHint: 'interactive' });
+    this.mixer = new Mixer(this.ctx, { volume: this.volume, muted: this.muted, crescendo: this.crescendo });
+    if (this.ctx.state === 'suspended') this.ctx.resume();
+  }
+
+  /** The master gain node (crescendo × volume). */
+  get master() {
+    return this.mixer ? this.mixer.master : null;
   }
 
   /** True once the audio clock runs: only then are notes synthesised and announced. */
@@ -90,8 +73,7 @@ export class AudioEngine {
     this.silenced = false;
     this.notes.length = 0;
     this.clock.reset();
-    this.crescendo = 0;
-    if (this.live) this.applyMaster(this.now(), true);
+    this.setCrescendo(0, this.now());
   }
 
   /** Late joiners: learn the gradient range and the volume from history without playing it. */
@@ -140,12 +122,12 @@ export class AudioEngine {
 
   setVolume(volume) {
     this.volume = volume;
-    this.applyLevels();
+    if (this.live) this.mixer.setLevels(this.volume, this.muted, this.now());
   }
 
   setMuted(muted) {
     this.muted = muted;
-    this.applyLevels();
+    if (this.live) this.mixer.setLevels(this.volume, this.muted, this.now());
   }
 
   /** Notes whose time has come, for the picture; removed from the queue. */
@@ -184,7 +166,8 @@ export class AudioEngine {
     this.lastBeat += delta;
     if (this.lastStepTime !== null) this.lastStepTime += delta;
     if (this.clock.offset !== null) this.clock.offset += delta;
-    this.applyLevels();
+    this.mixer.setLevels(this.volume, this.muted, this.ctx.currentTime);
+    this.mixer.setCrescendo(this.crescendo, this.ctx.currentTime);
   }
 
   minBeatInterval() {
@@ -223,7 +206,7 @@ export class AudioEngine {
     const breath = clamp(b.entropy ?? 0, 0, 1);
     if (this.live) {
       const decay = clamp(this.beatInterval * 2, 0.18, 1.2);
-      voices.bell(this.ctx, this.bus, { time, freq: frequency, gain: BEAT_GAIN, breath, decay });
+      voices.bell(this.ctx, this.mixer.bus, { time, freq: frequency, gain: BEAT_GAIN, breath, decay });
     }
     const duration = clamp(this.beatInterval * 0.9, 0.15, 0.6);
     this.note({ kind: 'beat', step: b.step, time, gain: BEAT_GAIN, frequency, level: 1 - breath, duration, count: b.count });
@@ -242,7 +225,7 @@ export class AudioEngine {
       const frequency = degreeFrequency(echoDegree(degree, k));
       const at = time + (k + 1) * spacing;
       if (this.live) {
-        voices.echo(this.ctx, this.bus, { time: at, freq: frequency, gain, brightness: level, decay: clamp(spacing * 4, 0.12, 0.35) });
+        voices.echo(this.ctx, this.mixer.bus, { time: at, freq: frequency, gain, brightness: level, decay: clamp(spacing * 4, 0.12, 0.35) });
       }
       this.note({ kind: 'echo', step: b.step, layer, time: at, gain, frequency, level, duration: spacing * 1.6 });
     }
@@ -250,7 +233,7 @@ export class AudioEngine {
 
   testVoice(b, frequency, time) {
     const cents = this.overfit.cents;
-    if (this.live) voices.testVoice(this.ctx, this.bus, { time, freq: frequency, gain: TEST_GAIN, cents });
+    if (this.live) voices.testVoice(this.ctx, this.mixer.bus, { time, freq: frequency, gain: TEST_GAIN, cents });
     this.note({ kind: 'test-voice', step: b.step, time, gain: TEST_GAIN, frequency: frequency * 2 ** (cents / 1200), level: cents / 90, duration: 0.3 });
   }
 
@@ -258,44 +241,20 @@ export class AudioEngine {
     const time = Math.max(item.time, now + 0.01);
     const step = item.data.step;
     if (item.kind === 'chime') {
-      const frequency = this.live ? voices.chime(this.ctx, this.cues, time, CUE_GAIN) : 523.25;
+      const frequency = this.live ? voices.chime(this.ctx, this.mixer.cues, time, CUE_GAIN) : 523.25;
       this.note({ kind: 'chime', step, time, gain: CUE_GAIN, frequency, level: 1, duration: 2.5 });
     } else if (item.kind === 'alarm') {
-      const frequency = this.live ? voices.alarm(this.ctx, this.cues, time, CUE_GAIN) : 440;
+      const frequency = this.live ? voices.alarm(this.ctx, this.mixer.cues, time, CUE_GAIN) : 440;
       this.note({ kind: 'alarm', step, time, gain: CUE_GAIN, frequency, level: 1, duration: 1.4 });
       this.silenced = true; // then silence: no beat after a diverged step
       this.group.clear();
     }
   }
 
-  // --- levels -------------------------------------------------------------
-
   setCrescendo(c, time) {
     if (c === null || c === undefined || !Number.isFinite(c)) return;
     this.crescendo = clamp(c, 0, 1);
-    this.applyMaster(time, false);
-  }
-
-  masterTarget() {
-    return this.muted ? 0 : this.volume * (CRESCENDO_FLOOR + (1 - CRESCENDO_FLOOR) * this.crescendo);
-  }
-
-  applyMaster(time, immediate) {
-    if (!this.live) return;
-    const target = this.masterTarget();
-    if (!immediate && Math.abs(target - this.lastTarget) < 0.002) return;
-    this.lastTarget = target;
-    const gain = this.master.gain;
-    if (immediate) gain.cancelScheduledValues(time);
-    gain.setTargetAtTime(target, time, immediate ? VOLUME_SMOOTHING : MASTER_SMOOTHING);
-  }
-
-  applyLevels() {
-    if (!this.live) return;
-    const now = this.now();
-    this.applyMaster(now, true);
-    this.cues.gain.cancelScheduledValues(now);
-    this.cues.gain.setTargetAtTime(this.muted ? 0 : this.volume, now, VOLUME_SMOOTHING);
+    if (this.live) this.mixer.setCrescendo(this.crescendo, time);
   }
 
   /** Hand a scheduled note to the picture and to anyone listening (tests, tools). */

@@ -56,7 +56,7 @@ export function formatNumber(v) {
   if (v === null || v === undefined || Number.isNaN(v)) return '–';
   if (!Number.isFinite(v)) return v > 0 ? '∞' : '−∞';
   const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(1);
+  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return Number(v.toExponential(1)).toExponential(); // 1e-6, 2.5e-6
   if (a >= 100) return v.toFixed(0);
   return Number(v.toPrecision(3)).toString();
 }

@@ -1,83 +1,11 @@
 // Line charts on canvas: bounded min/max-bucketed series, linear or log y, a hover readout.
 import { fitCanvas, formatNumber, themeColor } from './canvas.js';
+import { Series } from './series.js';
 
-const MAX_BUCKETS = 1000; // per series; each keeps min, max and mean, so ≤ 2,000 drawn points
 const PAD = { left: 46, right: 10, top: 8, bottom: 18 }; // css px
 const FONT = '11px system-ui, sans-serif';
 const X_TICK_SPACING = 70; // css px per x-axis label, at least
 const MIN_REDRAW_INTERVAL = 33; // ms: charts redraw at most ~30 times a second, whatever the step rate
-
-/** One series: points fold into buckets (min, max, mean) that double in width as history grows. */
-export class Series {
-  constructor(label, color, { width = 1.6, band = true, dots = false } = {}) {
-    Object.assign(this, { label, color, width, band, dots });
-    this.clear();
-  }
-
-  clear() {
-    this.x = [];
-    this.lo = [];
-    this.hi = [];
-    this.sum = [];
-    this.n = [];
-    this.per = 1; // points per bucket
-  }
-
-  get length() {
-    return this.x.length;
-  }
-
-  add(x, y) {
-    if (y === null || y === undefined || !Number.isFinite(y)) return;
-    const last = this.x.length - 1;
-    if (last >= 0 && this.n[last] < this.per) {
-      this.x[last] = x;
-      this.lo[last] = Math.min(this.lo[last], y);
-      this.hi[last] = Math.max(this.hi[last], y);
-      this.sum[last] += y;
-      this.n[last] += 1;
-      return;
-    }
-    this.x.push(x);
-    this.lo.push(y);
-    this.hi.push(y);
-    this.sum.push(y);
-    this.n.push(1);
-    if (this.x.length > MAX_BUCKETS) this.fold();
-  }
-
-  /** Merge neighbouring buckets pairwise: memory and drawing stay bounded however long the run. */
-  fold() {
-    const keys = ['x', 'lo', 'hi', 'sum', 'n'];
-    const out = Object.fromEntries(keys.map((k) => [k, []]));
-    for (let i = 0; i < this.x.length; i += 2) {
-      const j = Math.min(i + 1, this.x.length - 1);
-      out.x.push(this.x[j]);
-      out.lo.push(Math.min(this.lo[i], this.lo[j]));
-      out.hi.push(Math.max(this.hi[i], this.hi[j]));
-      out.sum.push(i === j ? this.sum[i] : this.sum[i] + this.sum[j]);
-      out.n.push(i === j ? this.n[i] : this.n[i] + this.n[j]);
-    }
-    keys.forEach((k) => (this[k] = out[k]));
-    this.per *= 2;
-  }
-
-  mean(i) {
-    return this.sum[i] / this.n[i];
-  }
-
-  /** Index of the bucket nearest to x (binary search; x is increasing). */
-  nearest(x) {
-    let a = 0;
-    let b = this.x.length - 1;
-    while (b - a > 1) {
-      const m = (a + b) >> 1;
-      if (this.x[m] < x) a = m;
-      else b = m;
-    }
-    return Math.abs(this.x[a] - x) <= Math.abs(this.x[b] - x) ? a : b;
-  }
-}
 
 export class LineChart {
   /** options: {log: bool, yRange: [lo, hi] | null, keyElement: element listing the series} */

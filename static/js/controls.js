@@ -83,6 +83,8 @@ export class Transport {
     const onSlider = e.target.matches && e.target.matches('input[type="range"]');
     if (typing) return;
     const k = e.key;
+    const native = e.target.closest && e.target.closest('button, a, input[type="checkbox"]');
+    if (k === ' ' && native) return; // Space already clicks a focused button: no double toggle
     if (k === ' ' || k === 'k') {
       e.preventDefault();
       this.play();
@@ -102,8 +104,7 @@ export class Transport {
   toggleMute() {
     this.audio.unlock();
     const muted = this.el.mute.getAttribute('aria-pressed') !== 'true';
-    this.el.mute.setAttribute('aria-pressed', String(muted));
-    this.el.mute.setAttribute('aria-label', muted ? 'Unmute' : 'Mute');
+    this.el.mute.setAttribute('aria-pressed', String(muted)); // a toggle: the label stays "Mute"
     this.audio.setMuted(muted);
   }
 

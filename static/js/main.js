@@ -15,6 +15,7 @@ import { previewPoints } from './thumbs.js';
 const VIEWER_POLL = 3000; // ms between looks for a live run to watch
 const BANNER_TIME = 6000; // ms a converged / overfitting banner stays up (diverged stays)
 const PREVIEW_MAX_POINTS = 600;
+const LIVE_STATES = ['starting', 'running', 'paused'];
 
 const TOKEN_KEY = 'backbeat-token'; // sessionStorage: the presenter token survives reloads
 
@@ -70,6 +71,7 @@ const handlers = {
     showOutput(r.config.dataset === 'digits', r.task);
     if (msg.last_eval) applyEval(msg.last_eval, false);
     const kinds = new Set((msg.events || []).map((e) => e.type));
+    if (kinds.has('overfit') && msg.last_eval) audio.overfitStarted(msg.last_eval);
     setMood(kinds.has('alarm') ? 'diverged' : kinds.has('chime') ? 'converged' : kinds.has('overfit') ? 'overfit' : 'idle');
     banner(kinds.has('alarm') ? 'diverged' : null, kinds.has('alarm') ? 'Diverged' : '');
     if (r.state === 'replaying') transport.setState('replaying');
@@ -79,6 +81,7 @@ const handlers = {
     model.setRunning(r.state === 'running');
     loadData(r);
     if (view.listening) view.listening();
+    view.listening = null;
   },
   frame(msg) {
     const steps = frameSteps(msg);
@@ -220,6 +223,7 @@ function clearRun() {
   network.setWeights(null);
   setMood('idle');
   banner(null, '');
+  if (!transport.runId) transport.setState('idle'); // e.g. a replay that was showing
   view.step = 0;
   view.epoch = 0;
   $('train-loss').textContent = '–';
@@ -249,16 +253,16 @@ async function presenterSession() {
   }
 }
 
-/** Viewers follow the newest live run until one appears. */
+/** Viewers follow the presenter: whenever nothing live is on screen, watch the newest live run. */
 async function followLiveRun() {
+  if (transport.live || transport.state === 'replaying') return;
   try {
     const runs = await api.runs();
-    const live = runs.find((r) => ['running', 'paused', 'starting'].includes(r.state));
+    const live = runs.find((r) => LIVE_STATES.includes(r.state));
     if (live && (!view.run || view.run.id !== live.id)) watch(live.id);
   } catch {
-    // try again shortly
+    // the next poll tries again
   }
-  if (!view.run || !['running', 'paused', 'starting'].includes(transport.state)) setTimeout(followLiveRun, VIEWER_POLL);
 }
 
 function draw() {
@@ -281,5 +285,8 @@ form.setEnabled(presenter);
 transport.setEnabled(presenter);
 clearRun();
 if (query.get('run')) watch(query.get('run'), { replay: query.get('replay') === '1', stepsPerSecond: transport.tempo });
-else if (!presenter) followLiveRun();
+else if (!presenter) {
+  followLiveRun();
+  setInterval(followLiveRun, VIEWER_POLL);
+}
 requestAnimationFrame(draw);

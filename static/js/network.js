@@ -33,10 +33,10 @@ export class NetworkDiagram {
     this.stillDirty = true;
   }
 
-  /** From GET /model: layers[k].weights[i][j] connects unit i of layer k to unit j of layer k+1. */
+  /** From GET /model (null clears): layers[k].weights[i][j] joins unit i of layer k to unit j of k+1. */
   setWeights(model) {
-    if (!model || !model.layers || model.layers.length !== this.sizes.length - 1) return;
-    this.weights = model.layers.map((l) => l.weights);
+    if (model && (!model.layers || model.layers.length !== this.sizes.length - 1)) return;
+    this.weights = model ? model.layers.map((l) => l.weights) : null;
     this.stillDirty = true;
   }
 

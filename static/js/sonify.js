@@ -66,7 +66,7 @@ export class StepGroup {
     this.sums = { loss: 0, entropy: 0 };
     this.counts = { loss: 0, entropy: 0 };
     this.grads = null;
-    this.exploded = false;
+    this.exploded = null; // per layer: a non-finite norm anywhere in the group
     this.last = null;
   }
 
@@ -80,9 +80,12 @@ export class StepGroup {
       }
     }
     if (!s.grads) return;
-    if (!this.grads) this.grads = new Array(s.grads.length).fill(0);
+    if (!this.grads) {
+      this.grads = new Array(s.grads.length).fill(0);
+      this.exploded = new Array(s.grads.length).fill(false);
+    }
     s.grads.forEach((g, i) => {
-      if (g === null || !Number.isFinite(g)) this.exploded = true;
+      if (g === null || !Number.isFinite(g)) this.exploded[i] = true;
       else this.grads[i] += g;
     });
   }
@@ -90,7 +93,7 @@ export class StepGroup {
   /** The group as one step: mean loss, entropy and gradient norms, the last step's number and crescendo. */
   mean() {
     const m = (key) => (this.counts[key] ? this.sums[key] / this.counts[key] : null);
-    const grads = this.grads && (this.exploded ? this.grads.map(() => null) : this.grads.map((g) => g / this.count));
+    const grads = this.grads && this.grads.map((g, i) => (this.exploded[i] ? null : g / this.count));
     return { ...this.last, loss: m('loss'), entropy: m('entropy'), grads, count: this.count };
   }
 }

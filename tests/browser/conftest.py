@@ -15,6 +15,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 VIEWPORT = {"width": 1600, "height": 900}
 # Collects every note the page schedules and counts real oscillator starts.
+SET_RANGE = """(el, v) => {
+  el.value = String(v);
+  el.dispatchEvent(new Event('input', {bubbles: true}));
+}"""
 NOTE_PROBE = """
 window.__notes = [];
 window.__oscillatorStarts = 0;
@@ -50,11 +54,24 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log_dir / "server.log"
-        argv = [sys.executable, "-m", "uvicorn", "app.server:create_app", "--factory",
-                "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.server:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
         env = {**os.environ, "BACKBEAT_DATA": str(data_dir)}
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+            self.proc = subprocess.Popen(
+                argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env
+            )
         self.http = httpx.Client(base_url=self.url, timeout=10)
 
     def healthy(self) -> bool:
@@ -143,10 +160,7 @@ class PageProbe:
 
     def set_tempo(self, position: int) -> None:
         """Move the log-scale tempo slider (0…1000) as a user drag would."""
-        self.page.get_by_test_id("tempo").evaluate(
-            "(el, v) => { el.value = String(v); el.dispatchEvent(new Event('input', {bubbles: true})); }",
-            position,
-        )
+        self.page.get_by_test_id("tempo").evaluate(SET_RANGE, position)
 
     def canvas_pixels(self, testid: str) -> str:
         return self.page.get_by_test_id(testid).evaluate("(c) => c.toDataURL()")
