@@ -139,7 +139,7 @@ class Channel:
             messages.append(self._remember_evals(evals))
         for event in others:
             if event["type"] in DISCRETE_EVENTS:
-                self.events.append({k: event[k] for k in ("type", "step")})
+                self.events.append(event)
             self.ended = self.ended or event["type"] == "end"
             messages.append(event)
         return messages
@@ -161,6 +161,8 @@ class Channel:
 
     def _broadcast(self, message: dict) -> None:
         self.seq += 1
+        if not self.viewers:  # serialising every step costs training time: only for an audience
+            return
         text = dumps({**message, "seq": self.seq})
         for viewer in list(self.viewers):
             if not viewer.offer(text):

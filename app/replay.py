@@ -47,7 +47,7 @@ def stored_hello(store: RunStore, record: dict) -> dict:
         "history": {k: v.tolist() for k, v in thin(steps).items()},
         "evals": [{k: v for k, v in e.items() if k != "grid"} for e in evals[::keep]],
         "last_eval": with_grid[-1] if with_grid else (evals[-1] if evals else None),
-        "events": [{"type": e["type"], "step": e["step"]} for e in events if e["type"] != "eval"],
+        "events": [e for e in events if e["type"] != "eval"],
         "replay": False,
         "server_time": time.time(),
         "seq": 0,

@@ -303,6 +303,21 @@ def test_a_viewer_whose_queue_overflows_is_evicted_and_the_others_keep_everythin
     assert [s for m in messages[:-1] for s in m["beats"]["step"]] == list(range(1, 13))
 
 
+def test_nothing_is_serialised_without_an_audience(monkeypatch):
+    serialised = []
+    monkeypatch.setattr(hub, "dumps", lambda message: serialised.append(message) or "{}")
+
+    async def main() -> Channel:
+        channel = Channel("r", 1, asyncio.get_running_loop(), dict, print, print)
+        channel._broadcast({"type": "frame"})  # nobody watching: only the seq moves on
+        channel.viewers.add(Viewer())
+        channel._broadcast({"type": "frame"})
+        return channel
+
+    channel = asyncio.run(main())
+    assert channel.seq == 2 and serialised == [{"type": "frame", "seq": 2}]
+
+
 def test_an_evicted_websocket_is_closed_with_4008(api, monkeypatch):
     # a one-message outbox overflows as soon as a tick carries a frame and an eval
     monkeypatch.setattr(hub.Viewer.__init__, "__defaults__", (1,))

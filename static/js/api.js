@@ -61,6 +61,7 @@ async function request(method, path, body) {
 }
 
 export const api = {
+  health: () => request('GET', '/api/health'),
   session: () => request('GET', '/api/session'),
   datasets: () => request('GET', '/api/datasets'),
   runs: () => request('GET', '/api/runs'),
@@ -69,10 +70,11 @@ export const api = {
   control: (id, action, extra = {}) => request('POST', `/api/runs/${id}/control`, { action, ...extra }),
   model: (id) => request('GET', `/api/runs/${id}/model`),
   data: (id) => request('GET', `/api/runs/${id}/data`),
-  /** Fire-and-forget stop that survives the page unloading. */
-  stopOnExit(id) {
-    const headers = { 'Content-Type': 'application/json' };
-    if (token) headers[TOKEN_HEADER] = token;
-    fetch(`/api/runs/${id}/control`, { method: 'POST', keepalive: true, headers, body: JSON.stringify({ action: 'stop' }) }).catch(() => {});
-  },
+  metrics: (id, every = 1) => request('GET', `/api/runs/${id}/metrics?every=${every}`),
 };
+
+/** Download addresses for a run: every step's metrics as CSV, and the trained model as JSON. */
+export function exportUrls(id) {
+  const run = encodeURIComponent(id);
+  return { csv: `/api/runs/${run}/metrics?format=csv`, model: `/api/runs/${run}/model` };
+}

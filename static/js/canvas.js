@@ -1,10 +1,27 @@
 // Canvas helpers shared by the renderers: HiDPI sizing and theme colours from CSS variables.
 
-const styles = () => getComputedStyle(document.documentElement);
+const styles = () => getComputedStyle(document.body || document.documentElement);
+let scale = null; // cached --canvas-text-scale; presenter mode enlarges canvas type
 
 /** Read a theme colour (e.g. "--pos") so the palette lives in one place: the stylesheet. */
 export function themeColor(name) {
   return styles().getPropertyValue(name).trim() || '#888';
+}
+
+/** How much larger canvas text is drawn than its base size (1 normally, more in presenter mode). */
+export function textScale() {
+  if (scale === null) scale = parseFloat(styles().getPropertyValue('--canvas-text-scale')) || 1;
+  return scale;
+}
+
+/** A font string at the theme's text scale, e.g. font(11) → "11px system-ui, sans-serif". */
+export function font(px, weight = '') {
+  return `${weight ? `${weight} ` : ''}${Math.round(px * textScale())}px system-ui, sans-serif`;
+}
+
+/** The theme changed (presenter mode): forget cached values. */
+export function themeChanged() {
+  scale = null;
 }
 
 /** Size the backing store to CSS size × devicePixelRatio; returns a context drawing in CSS px. */

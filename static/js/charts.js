@@ -1,9 +1,8 @@
 // Line charts on canvas: bounded min/max-bucketed series, linear or log y, a hover readout.
-import { fitCanvas, formatNumber, themeColor } from './canvas.js';
+import { fitCanvas, font, formatNumber, textScale, themeColor } from './canvas.js';
 import { Series } from './series.js';
 
 const PAD = { left: 46, right: 10, top: 8, bottom: 18 }; // css px
-const FONT = '11px system-ui, sans-serif';
 const X_TICK_SPACING = 70; // css px per x-axis label, at least
 const MIN_REDRAW_INTERVAL = 33; // ms: charts redraw at most ~30 times a second, whatever the step rate
 
@@ -18,6 +17,7 @@ export class LineChart {
     this.emptyText = 'waiting for steps…';
     this.hoverX = null;
     this.dirty = true;
+    this.pad = PAD;
     canvas.addEventListener('pointermove', (e) => {
       this.hoverX = e.offsetX;
       this.dirty = true;
@@ -57,6 +57,11 @@ export class LineChart {
 
   setEmptyText(text) {
     this.emptyText = text;
+    this.dirty = true;
+  }
+
+  /** Theme or type size changed: redraw. */
+  restyle() {
     this.dirty = true;
   }
 
@@ -101,49 +106,51 @@ export class LineChart {
     if (!this.dirty || now - (this.drawnAt || 0) < MIN_REDRAW_INTERVAL) return;
     this.dirty = false;
     this.drawnAt = now;
+    const k = textScale();
+    this.pad = { left: PAD.left * k, right: PAD.right, top: PAD.top, bottom: PAD.bottom * k };
     const { ctx, width, height } = fitCanvas(this.canvas);
     ctx.clearRect(0, 0, width, height);
     const d = this.domain();
-    const plotW = width - PAD.left - PAD.right;
-    const plotH = height - PAD.top - PAD.bottom;
+    const plotW = width - this.pad.left - this.pad.right;
+    const plotH = height - this.pad.top - this.pad.bottom;
     if (!d || plotW < 20 || plotH < 20) {
       ctx.fillStyle = themeColor('--faint');
-      ctx.font = FONT;
+      ctx.font = font(11);
       ctx.textAlign = 'center';
       ctx.fillText(this.emptyText, width / 2, height / 2);
       return;
     }
-    const sx = (x) => PAD.left + ((x - d.x0) / (d.x1 - d.x0)) * plotW;
+    const sx = (x) => this.pad.left + ((x - d.x0) / (d.x1 - d.x0)) * plotW;
     const fy = (y) => (this.log ? Math.log10(Math.max(y, 1e-300)) : y);
-    const sy = (y) => PAD.top + (1 - (fy(y) - d.y0) / (d.y1 - d.y0)) * plotH;
+    const sy = (y) => this.pad.top + (1 - (fy(y) - d.y0) / (d.y1 - d.y0)) * plotH;
     this.drawAxes(ctx, d, sx, width, height, plotH);
     ctx.save();
     ctx.beginPath();
-    ctx.rect(PAD.left, PAD.top, plotW, plotH);
+    ctx.rect(this.pad.left, this.pad.top, plotW, plotH);
     ctx.clip();
     for (const s of this.series.values()) this.drawSeries(ctx, s, sx, sy);
     ctx.restore();
-    if (this.hoverX !== null && this.hoverX >= PAD.left) this.drawHover(ctx, d, sx, sy, width);
+    if (this.hoverX !== null && this.hoverX >= this.pad.left) this.drawHover(ctx, d, sx, sy, width);
   }
 
   drawAxes(ctx, d, sx, width, height, plotH) {
-    ctx.font = FONT;
+    ctx.font = font(11);
     ctx.fillStyle = themeColor('--faint');
     ctx.strokeStyle = themeColor('--line-soft');
     ctx.lineWidth = 1;
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
     for (const t of yTicks(d.y0, d.y1, this.log)) {
-      const y = PAD.top + (1 - (t.v - d.y0) / (d.y1 - d.y0)) * plotH;
+      const y = this.pad.top + (1 - (t.v - d.y0) / (d.y1 - d.y0)) * plotH;
       ctx.beginPath();
-      ctx.moveTo(PAD.left, Math.round(y) + 0.5);
-      ctx.lineTo(width - PAD.right, Math.round(y) + 0.5);
+      ctx.moveTo(this.pad.left, Math.round(y) + 0.5);
+      ctx.lineTo(width - this.pad.right, Math.round(y) + 0.5);
       ctx.stroke();
-      ctx.fillText(t.label, PAD.left - 6, y);
+      ctx.fillText(t.label, this.pad.left - 6, y);
     }
     ctx.textAlign = 'center';
     ctx.textBaseline = 'alphabetic';
-    const xTicks = Math.max(2, Math.floor((width - PAD.left - PAD.right) / X_TICK_SPACING));
+    const xTicks = Math.max(2, Math.floor((width - this.pad.left - this.pad.right) / (X_TICK_SPACING * textScale())));
     for (const x of niceTicks(d.x0, d.x1, xTicks)) {
       const label = formatNumber(x);
       const half = ctx.measureText(label).width / 2;
@@ -191,7 +198,7 @@ export class LineChart {
 
   /** Crosshair at the cursor and every series' value there. */
   drawHover(ctx, d, sx, sy, width) {
-    const x = d.x0 + ((this.hoverX - PAD.left) / (width - PAD.left - PAD.right)) * (d.x1 - d.x0);
+    const x = d.x0 + ((this.hoverX - this.pad.left) / (width - this.pad.left - this.pad.right)) * (d.x1 - d.x0);
     const rows = [];
     for (const s of this.series.values()) {
       if (!s.length) continue;
@@ -203,22 +210,23 @@ export class LineChart {
     ctx.strokeStyle = themeColor('--muted');
     ctx.setLineDash([3, 3]);
     ctx.beginPath();
-    ctx.moveTo(px, PAD.top);
-    ctx.lineTo(px, this.canvas.clientHeight - PAD.bottom);
+    ctx.moveTo(px, this.pad.top);
+    ctx.lineTo(px, this.canvas.clientHeight - this.pad.bottom);
     ctx.stroke();
     ctx.setLineDash([]);
     const lines = [`step ${formatNumber(rows[0].x)}`, ...rows.map((r) => `${r.s.label}: ${formatNumber(r.y)}`)];
-    ctx.font = '12px system-ui, sans-serif';
+    ctx.font = font(12);
+    const lineH = 15 * textScale();
     const boxW = Math.max(...lines.map((l) => ctx.measureText(l).width)) + 14;
-    const boxH = lines.length * 15 + 8;
-    const bx = Math.min(Math.max(px + 8, PAD.left), width - boxW - 4);
+    const boxH = lines.length * lineH + 8;
+    const bx = Math.min(Math.max(px + 8, this.pad.left), width - boxW - 4);
     ctx.fillStyle = 'rgba(8, 12, 20, 0.92)';
-    ctx.fillRect(bx, PAD.top, boxW, boxH);
+    ctx.fillRect(bx, this.pad.top, boxW, boxH);
     ctx.textAlign = 'left';
     ctx.textBaseline = 'top';
     lines.forEach((line, i) => {
       ctx.fillStyle = i === 0 ? themeColor('--muted') : rows[i - 1].s.color;
-      ctx.fillText(line, bx + 7, PAD.top + 5 + i * 15);
+      ctx.fillText(line, bx + 7, this.pad.top + 5 + i * lineH);
     });
     for (const r of rows) {
       ctx.fillStyle = r.s.color;

@@ -1,7 +1,9 @@
 // Transport: play/pause, step, reset, tempo, volume and mute; run status, counters and errors by the play button.
 import { api } from './api.js';
+import { readHash, updateHash } from './hash.js';
 
 const TEMPO_MIN = 0.5; // steps/s at the slider's left end
+const TEMPO_LIMITS = [0.1, 10000]; // steps/s the server accepts (a bookmark may ask for any of them)
 const TEMPO_MAX = 1000; // steps/s at its right end (log scale between)
 const SLIDER_STEPS = 1000; // the range input's max
 const DEFAULT_TEMPO = 8; // steps/s
@@ -14,6 +16,7 @@ const LIVE_STATES = new Set(['starting', 'running', 'paused']);
 const STATE_LABELS = {
   idle: 'Ready', starting: 'Starting', running: 'Running', paused: 'Paused', finished: 'Finished',
   stopped: 'Stopped', diverged: 'Diverged', interrupted: 'Interrupted', failed: 'Failed', replaying: 'Replay',
+  'replay-paused': 'Replay paused',
 };
 
 const $ = (id) => document.getElementById(id);
@@ -39,9 +42,29 @@ export class Transport {
     this.el = Object.fromEntries(
       ['play', 'step', 'reset', 'tempo', 'tempo-max', 'tempo-value', 'mute', 'volume', 'status', 'step-count', 'epoch-count', 'error-run'].map((id) => [id, $(id)]),
     );
-    this.el.tempo.value = String(tempoToSlider(DEFAULT_TEMPO));
-    this.showTempo();
+    this.exact = null; // a tempo from a bookmark or a run, shown as is until the slider moves
+    this.replay = null; // set by the page: while a replay shows, play/pause and tempo drive it
+    this.loadHash();
     this.bind();
+  }
+
+  /** Tempo from the URL (`tempo=12` or `tempo=max`); the default when absent. */
+  loadHash() {
+    const raw = readHash().get('tempo');
+    const sps = raw === 'max' ? null : Number(raw);
+    if (raw === 'max' || (raw && sps >= TEMPO_LIMITS[0] && sps <= TEMPO_LIMITS[1])) this.showRunTempo(sps);
+    else this.showRunTempo(DEFAULT_TEMPO);
+  }
+
+  /** Show a tempo that came from elsewhere (a bookmark, a watched run) without sending it anywhere. */
+  showRunTempo(sps) {
+    clearTimeout(this.tempoTimer);
+    this.el['tempo-max'].setAttribute('aria-pressed', String(sps === null));
+    if (sps !== null) {
+      this.el.tempo.value = String(Math.max(0, Math.min(SLIDER_STEPS, tempoToSlider(sps))));
+      this.exact = sps;
+    }
+    this.showTempo();
   }
 
   get live() {
@@ -50,14 +73,18 @@ export class Transport {
 
   /** Steps per second for the server; null = as fast as it goes. */
   get tempo() {
-    return this.el['tempo-max'].getAttribute('aria-pressed') === 'true' ? null : sliderToTempo(Number(this.el.tempo.value));
+    if (this.el['tempo-max'].getAttribute('aria-pressed') === 'true') return null;
+    return this.exact ?? sliderToTempo(Number(this.el.tempo.value));
   }
 
   bind() {
     this.el.play.addEventListener('click', () => this.play());
     this.el.step.addEventListener('click', () => this.step());
     this.el.reset.addEventListener('click', () => this.reset());
-    this.el.tempo.addEventListener('input', () => this.tempoChanged());
+    this.el.tempo.addEventListener('input', () => {
+      this.exact = null;
+      this.tempoChanged();
+    });
     this.el['tempo-max'].addEventListener('click', () => {
       const on = this.el['tempo-max'].getAttribute('aria-pressed') !== 'true';
       this.el['tempo-max'].setAttribute('aria-pressed', String(on));
@@ -68,37 +95,17 @@ export class Transport {
       this.audio.setVolume(Number(this.el.volume.value) / 100);
     });
     this.el.mute.addEventListener('click', () => this.toggleMute());
-    document.addEventListener('keydown', (e) => this.shortcut(e));
-    // A run this page started should not outlive the page and hold one of the server's slots.
-    window.addEventListener('pagehide', () => {
-      if (this.startedHere && this.live) api.stopOnExit(this.runId);
-    });
+    // No stop on unload: a presenter reloading mid-talk must find the run still playing.
     this.audio.setVolume(Number(this.el.volume.value) / 100);
   }
 
-  /** Keyboard-driven for the stage; keys typed into fields stay with the fields. */
-  shortcut(e) {
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
-    const typing = e.target.closest && e.target.closest('input[type="number"], select, textarea');
-    const onSlider = e.target.matches && e.target.matches('input[type="range"]');
-    if (typing) return;
-    const k = e.key;
-    const native = e.target.closest && e.target.closest('button, a, input[type="checkbox"]');
-    if (k === ' ' && native) return; // Space already clicks a focused button: no double toggle
-    if (k === ' ' || k === 'k') {
-      e.preventDefault();
-      this.play();
-    } else if ((k === 'ArrowRight' || k === '.') && !onSlider) {
-      e.preventDefault();
-      this.step();
-    } else if (k === 'r' || k === 'R') this.reset();
-    else if (k === 'm' || k === 'M') this.toggleMute();
-    else if ((k === 'ArrowUp' || k === 'ArrowDown') && !onSlider) {
-      e.preventDefault();
-      const next = Number(this.el.tempo.value) + (k === 'ArrowUp' ? TEMPO_KEY_STEP : -TEMPO_KEY_STEP);
-      this.el.tempo.value = String(Math.max(0, Math.min(SLIDER_STEPS, next)));
-      this.tempoChanged();
-    }
+  /** ↑ / ↓: one notch faster or slower on the log-scale slider. */
+  nudgeTempo(direction) {
+    if (this.el.tempo.disabled) return;
+    const next = Number(this.el.tempo.value) + direction * TEMPO_KEY_STEP;
+    this.el.tempo.value = String(Math.max(0, Math.min(SLIDER_STEPS, next)));
+    this.exact = null;
+    this.tempoChanged();
   }
 
   toggleMute() {
@@ -113,19 +120,25 @@ export class Transport {
     const text = sps === null ? 'max' : `${sps} steps/s`;
     this.el['tempo-value'].textContent = text;
     this.el.tempo.setAttribute('aria-valuetext', sps === null ? 'as fast as it goes' : `${sps} steps per second`);
-    this.el.tempo.disabled = sps === null;
+    this.el.tempo.disabled = sps === null || this.el['tempo-max'].disabled;
   }
 
   tempoChanged() {
     this.showTempo();
+    updateHash({ tempo: this.tempo ?? 'max' });
     clearTimeout(this.tempoTimer);
-    if (!this.live) return;
-    this.tempoTimer = setTimeout(() => this.control('tempo', { steps_per_second: this.tempo }), TEMPO_DEBOUNCE);
+    if (this.replay && this.replay.active) {
+      this.tempoTimer = setTimeout(() => this.replay.tempoChanged(), TEMPO_DEBOUNCE);
+    } else if (this.live) {
+      this.tempoTimer = setTimeout(() => this.control('tempo', { steps_per_second: this.tempo }), TEMPO_DEBOUNCE);
+    }
   }
 
   /** Play starts a fresh run from the form, or pauses / resumes the live one. */
   async play() {
     this.audio.unlock(); // first, while we are still inside the user's gesture
+    if (this.el.play.disabled) return;
+    if (this.replay && this.replay.active) return this.replay.toggle();
     if (this.busy) return;
     this.busy = true;
     try {
@@ -141,7 +154,7 @@ export class Transport {
   /** One step: creates a paused run if there is none, pauses a running one. */
   async step() {
     this.audio.unlock();
-    if (this.busy) return;
+    if (this.busy || this.el.step.disabled || (this.replay && this.replay.active)) return;
     this.busy = true;
     try {
       if (!this.live && !(await this.start())) return;
@@ -163,11 +176,10 @@ export class Transport {
 
   /** Stop the live run (it stays in history); the next play starts afresh from the form. */
   async reset() {
+    if (this.el.reset.disabled) return;
     const id = this.runId;
-    const wasLive = this.live;
-    this.runId = null;
-    this.setState('idle');
-    this.clearErrors();
+    const wasLive = this.live && this.enabled !== false; // a viewer only stops watching
+    this.detach();
     this.onReset();
     if (!id || !wasLive) return;
     try {
@@ -185,7 +197,6 @@ export class Transport {
     try {
       const run = await api.createRun(config);
       this.runId = run.id;
-      this.startedHere = true;
       this.setState(run.state);
       await Promise.race([this.onStart(run.id), sleep(LISTEN_TIMEOUT)]);
       return this.runId === run.id;
@@ -227,9 +238,15 @@ export class Transport {
     this.form.clearErrors();
   }
 
+  /** Let go of the run on stage without stopping it. */
+  detach() {
+    this.runId = null;
+    this.setState('idle');
+    this.clearErrors();
+  }
+
   /** Take over a run the page did not start (late join, ?run=…). */
   adopt(runId, state) {
-    if (runId !== this.runId) this.startedHere = false;
     this.runId = runId;
     this.setState(state);
   }
@@ -237,7 +254,7 @@ export class Transport {
   setState(state) {
     if (!state) return;
     this.state = state;
-    const playing = state === 'running' || state === 'starting';
+    const playing = state === 'running' || state === 'starting' || state === 'replaying';
     this.el.play.classList.toggle('playing', playing);
     this.el.play.setAttribute('aria-label', playing ? 'Pause' : 'Play');
     this.el.status.dataset.state = state;
@@ -255,7 +272,14 @@ export class Transport {
     }
   }
 
-  setEnabled(enabled) {
-    for (const id of ['play', 'step', 'reset', 'tempo', 'tempo-max']) this.el[id].disabled = !enabled;
+  /** Viewers cannot control the run; during their own replay, play, reset and tempo drive the replay. */
+  setEnabled(enabled, replaying = false) {
+    this.enabled = enabled;
+    const own = enabled || replaying;
+    this.el.play.disabled = !own;
+    this.el.reset.disabled = !own;
+    this.el.step.disabled = !enabled || replaying;
+    this.el['tempo-max'].disabled = !own;
+    this.showTempo();
   }
 }

@@ -38,6 +38,11 @@ export class Dashboard {
     );
   }
 
+  /** Theme or type size changed (presenter mode). */
+  restyle() {
+    this.charts.forEach((c) => c.restyle());
+  }
+
   setLog(log) {
     this.loss.setLog(log);
   }

@@ -1,4 +1,5 @@
 // The run form: data, features, network and optimiser settings ↔ a run config, kept in the URL hash.
+import { readHash, updateHash } from './hash.js';
 import { LayerEditor } from './layers.js';
 import { drawThumbnail } from './thumbs.js';
 
@@ -46,7 +47,7 @@ export class RunForm {
   constructor(datasets, onChange) {
     this.datasets = datasets && datasets.length ? datasets : FALLBACK_DATASETS;
     this.onChange = onChange;
-    this.config = { ...DEFAULTS, ...readHash(this.datasets) };
+    this.config = { ...DEFAULTS, ...configFromHash(this.datasets) };
     this.layers = new LayerEditor((hidden) => this.set('hidden', hidden));
     this.buildDatasets();
     this.buildFeatures();
@@ -79,6 +80,16 @@ export class RunForm {
     return { sizes: [inputs, ...this.config.hidden, outputs], inputs: this.isDigits() ? [] : this.config.features };
   }
 
+  /** The address changed (a bookmark opened in this tab): show its settings; true if they differ. */
+  loadHash() {
+    const next = { ...DEFAULTS, ...configFromHash(this.datasets) };
+    if (JSON.stringify(next) === JSON.stringify(this.config)) return false;
+    this.config = next;
+    this.clearErrors();
+    this.render();
+    return true;
+  }
+
   /** Show a watched run's settings (late join, viewer, replay) without touching the URL or the run. */
   showConfig(config) {
     const known = Object.fromEntries(Object.keys(DEFAULTS).filter((k) => k in config).map((k) => [k, config[k]]));
@@ -91,8 +102,13 @@ export class RunForm {
     this.config[key] = value;
     this.clearErrors();
     this.render();
-    writeHash(this.config);
+    this.save();
     this.onChange(key);
+  }
+
+  /** Write every setting to the URL, so the page as it stands is a bookmark. */
+  save() {
+    writeHash(this.config);
   }
 
   buildDatasets() {
@@ -264,8 +280,8 @@ function setRange(id, value, label) {
 const LIST_KEYS = new Set(['features', 'hidden']);
 const NUMBER_KEYS = new Set(['n_samples', 'noise', 'train_ratio', 'learning_rate', 'batch_size', 'regularization_rate', 'seed', 'max_steps']);
 
-function readHash(datasets) {
-  const params = new URLSearchParams(location.hash.slice(1));
+function configFromHash(datasets) {
+  const params = readHash();
   const out = {};
   for (const [key, raw] of params) {
     if (!(key in DEFAULTS)) continue;
@@ -282,11 +298,10 @@ function readHash(datasets) {
 }
 
 function writeHash(config) {
-  const params = new URLSearchParams();
+  const settings = {};
   for (const key of Object.keys(DEFAULTS)) {
     const v = config[key];
-    if (v === null || v === undefined) continue;
-    params.set(key, LIST_KEYS.has(key) ? v.join(',') : String(v));
+    settings[key] = v === null || v === undefined ? null : LIST_KEYS.has(key) ? v.join(',') : String(v);
   }
-  history.replaceState(null, '', `${location.pathname}${location.search}#${params.toString()}`);
+  updateHash(settings);
 }

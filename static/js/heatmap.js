@@ -1,5 +1,5 @@
 // Decision boundary: the eval grid as an orange ↔ blue field, with the data points on top.
-import { divergingMap, fitCanvas, formatNumber, rgba, themeColor } from './canvas.js';
+import { divergingMap, fitCanvas, font, formatNumber, rgba, textScale, themeColor } from './canvas.js';
 
 const POINT_RADIUS = 3.4; // css px
 const DEFAULT_EXTENT = { x: [-6, 6], y: [-6, 6] };
@@ -27,6 +27,12 @@ export class DecisionHeatmap {
     this.colors = divergingMap(themeColor('--neg'), themeColor('--neutral'), themeColor('--pos'));
     this.dirty = true;
     new ResizeObserver(() => (this.dirty = true)).observe(canvas);
+  }
+
+  /** Theme or type size changed (presenter mode): redraw, points too. */
+  restyle() {
+    this.dotsKey = null;
+    this.dirty = true;
   }
 
   setTask(task) {
@@ -118,7 +124,7 @@ export class DecisionHeatmap {
   drawPoint(ctx, cx, cy, target, isTest) {
     const color = this.pointColor(target);
     ctx.beginPath();
-    ctx.arc(cx, cy, POINT_RADIUS, 0, Math.PI * 2);
+    ctx.arc(cx, cy, POINT_RADIUS * Math.sqrt(textScale()), 0, Math.PI * 2);
     if (isTest) {
       ctx.fillStyle = rgba(color, 0.35);
       ctx.fill();
@@ -143,7 +149,7 @@ export class DecisionHeatmap {
     ctx.lineTo(width, sy(0));
     ctx.stroke();
     ctx.fillStyle = 'rgba(255,255,255,0.55)';
-    ctx.font = '11px system-ui, sans-serif';
+    ctx.font = font(11);
     ctx.textBaseline = 'bottom';
     ctx.textAlign = 'left';
     ctx.fillText(formatNumber(this.extent.x[0]), 4, height - 3);

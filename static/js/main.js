@@ -1,20 +1,28 @@
 // Wiring only: the form and transport start runs; the socket feeds sound, pictures and charts.
-import { api, getToken, setToken } from './api.js';
+import { api, exportUrls, getToken, setToken } from './api.js';
 import { AudioEngine } from './audio.js';
+import { themeChanged } from './canvas.js';
+import { ConnectionStatus } from './connection.js';
 import { Transport } from './controls.js';
 import { Dashboard } from './dashboard.js';
 import { ConfusionMatrix, DigitGallery } from './digits.js';
 import { FEATURE_LABELS, RunForm } from './form.js';
-import { RunHistory } from './history.js';
+import { readHash, updateHash } from './hash.js';
 import { DecisionHeatmap } from './heatmap.js';
+import { RunHistory, formatLoss, hasModel } from './history.js';
+import { bindKeys, renderHelp } from './keys.js';
 import { ModelWatcher } from './model.js';
 import { NetworkDiagram } from './network.js';
+import { PresenterMode } from './presenter.js';
+import { Replayer } from './replay.js';
 import { RunSocket, frameSteps, historySteps } from './socket.js';
+import { SoundGate } from './soundgate.js';
 import { previewPoints } from './thumbs.js';
 
-const VIEWER_POLL = 3000; // ms between looks for a live run to watch
-const BANNER_TIME = 6000; // ms a converged / overfitting banner stays up (diverged stays)
+const POLL = 3000; // ms between looks at the server: viewers follow the live run, everyone sees the link state
+const BANNER_TIME = 6000; // ms a converged / overfitting banner stays up (diverged and interrupted stay)
 const PREVIEW_MAX_POINTS = 600;
+const PAST_POINTS = 1000; // steps fetched to draw what came before a scrubbed replay's start
 const LIVE_STATES = ['starting', 'running', 'paused'];
 
 const TOKEN_KEY = 'backbeat-token'; // sessionStorage: the presenter token survives reloads
@@ -32,21 +40,37 @@ const network = new NetworkDiagram($('network'), () => form.layers.align((i) => 
 const model = new ModelWatcher((m) => network.setWeights(m));
 const form = new RunForm(await api.datasets().catch(() => null), configChanged);
 const transport = new Transport({ form, audio, onStart: (id) => watch(id), onReset: clearRun });
-const runHistory = new RunHistory(replay);
-const view = { step: 0, epoch: 0, gaps: 0, run: null, listening: null };
+const replayer = new Replayer({
+  play: replayFrom,
+  halt: () => closeSocket(),
+  tempo: () => transport.tempo,
+  onState: (state) => transport.setState(state),
+  onStop: () => transport.reset(),
+});
+transport.replay = replayer;
+const runHistory = new RunHistory({ onReplay: replay, onWatch: (run) => joinRun(run.id) });
+const connection = new ConnectionStatus($('connection'));
+const soundGate = new SoundGate($('enable-sound'), audio);
+const stageMode = new PresenterMode($('presenter'), presenterChanged);
+const view = { step: 0, epoch: 0, gaps: 0, run: null, listening: null, past: null, seek: 0 };
 let socket = null;
 
 // A small debug handle for tests and the console.
 window.backbeat = {
   audio,
   get state() {
-    return { runId: transport.runId, runState: transport.state, step: view.step, epoch: view.epoch, gaps: view.gaps, mood: document.body.dataset.mood };
+    return {
+      runId: transport.runId, runState: transport.state, step: view.step, epoch: view.epoch, gaps: view.gaps,
+      mood: document.body.dataset.mood, connection: connection.state, motion: network.motion,
+      replaying: replayer.active, shownRun: view.run && view.run.id,
+    };
   },
 };
 
 /** Listen to a run; resolves once its hello has arrived. */
 function watch(runId, options = {}) {
-  if (socket) socket.close();
+  closeSocket();
+  view.past = options.past || null;
   const listening = new Promise((resolve) => (view.listening = resolve));
   socket = new RunSocket(runId, handlers, { ...options, token: getToken() });
   socket.open();
@@ -55,15 +79,22 @@ function watch(runId, options = {}) {
   return listening;
 }
 
+function closeSocket() {
+  if (socket) socket.close();
+  socket = null;
+}
+
 const handlers = {
   hello(msg) {
     const r = msg.run;
+    const replaying = r.state === 'replaying';
     view.run = r;
     form.showConfig(r.config);
     const layers = r.layers.length - 1;
     audio.resetRun(layers);
     audio.primeHistory(msg.history || {}, r.state === 'diverged');
     dashboard.reset(layers);
+    if (view.past) primePast(view.past);
     dashboard.addSteps(historySteps(msg.history || {}));
     (msg.evals || []).forEach((ev) => dashboard.addEval(ev));
     network.clearPulses();
@@ -73,12 +104,18 @@ const handlers = {
     const kinds = new Set((msg.events || []).map((e) => e.type));
     if (kinds.has('overfit') && msg.last_eval) audio.overfitStarted(msg.last_eval);
     setMood(kinds.has('alarm') ? 'diverged' : kinds.has('chime') ? 'converged' : kinds.has('overfit') ? 'overfit' : 'idle');
-    banner(kinds.has('alarm') ? 'diverged' : null, kinds.has('alarm') ? 'Diverged' : '');
-    if (r.state === 'replaying') transport.setState('replaying');
-    else transport.adopt(r.id, r.state);
-    view.step = r.step;
+    if (kinds.has('alarm')) banner('diverged', 'Diverged');
+    else if (r.state === 'interrupted') banner('interrupted', interruptedText(r.step));
+    else banner(null, '');
+    if (replaying) transport.setState('replaying');
+    else {
+      transport.adopt(r.id, r.state);
+      transport.showRunTempo(r.steps_per_second);
+    }
+    view.step = replaying ? Math.max(0, (socket.from || 0) - 1) : r.step;
     view.epoch = r.epoch ?? 0;
     model.setRunning(r.state === 'running');
+    showExports(r);
     loadData(r);
     if (view.listening) view.listening();
     view.listening = null;
@@ -91,10 +128,12 @@ const handlers = {
     const last = steps[steps.length - 1];
     view.step = last.step;
     view.epoch = last.epoch;
+    replayer.progress(last.step);
   },
   eval: (ev) => applyEval(ev, true),
   state(msg) {
     transport.setState(msg.state);
+    if (msg.steps_per_second !== undefined) transport.showRunTempo(msg.steps_per_second);
     model.setRunning(msg.state === 'running');
   },
   chime(msg) {
@@ -116,14 +155,19 @@ const handlers = {
   end(msg) {
     transport.setState(msg.state);
     model.setRunning(false);
-    runHistory.refresh();
+    if (replayer.active) replayer.finished();
+    else if (view.run) {
+      view.run = { ...view.run, state: msg.state };
+      showExports(view.run);
+    }
+    if (msg.state === 'interrupted' && !replayer.active) banner('interrupted', interruptedText(msg.step));
+    if (runHistory.isOpen) runHistory.refresh();
   },
   gap(missing) {
     view.gaps += missing;
   },
   connection(status) {
-    if (status === 'reconnecting') transport.showError('Connection lost — reconnecting…');
-    if (status === 'open') transport.showError('');
+    connection.socket(status);
     if (status === 'unknown-run') transport.showError('That run no longer exists.');
     if (status === 'refused') transport.showError('The server refused this page’s connection.');
   },
@@ -164,7 +208,12 @@ function banner(kind, text) {
   el.hidden = !text;
   el.dataset.kind = kind || '';
   el.textContent = text || '';
-  if (text && kind !== 'diverged') bannerTimer = setTimeout(() => (el.hidden = true), BANNER_TIME);
+  if (text && kind !== 'diverged' && kind !== 'interrupted') bannerTimer = setTimeout(() => (el.hidden = true), BANNER_TIME);
+}
+
+function interruptedText(step) {
+  const at = `Interrupted at step ${(step || 0).toLocaleString('en-US')} when the server stopped`;
+  return presenter ? `${at} · press play to start again` : at;
 }
 
 function setMood(mood) {
@@ -180,6 +229,22 @@ function showOutput(digits, task) {
   dashboard.setTask(task);
 }
 
+/** The download links follow the run on stage (none: links disabled). */
+function showExports(run) {
+  const csv = $('export-csv');
+  const json = $('export-model');
+  const modelReady = run && (replayer.active ? hasModel(replayer.run) : !['interrupted', 'failed'].includes(run.state));
+  for (const [a, href, name] of [
+    [csv, run && exportUrls(run.id).csv, run && `backbeat-${run.id}.csv`],
+    [json, modelReady && exportUrls(run.id).model, run && `backbeat-${run.id}-model.json`],
+  ]) {
+    if (href) {
+      a.href = href;
+      a.download = name;
+    } else a.removeAttribute('href');
+  }
+}
+
 function inputLabels(features) {
   return features.length <= 12 ? features.map((f) => FEATURE_LABELS[f] || f) : [];
 }
@@ -188,16 +253,50 @@ function outputLabels(nClasses) {
   return nClasses > 2 ? Array.from({ length: nClasses }, (_, i) => String(i)) : ['ŷ'];
 }
 
-function formatLoss(v) {
-  return v === null || v === undefined ? '–' : v < 0.001 ? v.toExponential(2) : v.toFixed(3);
+/** Whatever is on stage leaves it: a presenter's live run stops; a viewer just stops watching. */
+function leaveStage() {
+  if (transport.live && presenter) transport.reset();
+  else {
+    transport.detach();
+    clearRun();
+  }
 }
 
 /** Replay a stored run exactly as it trained, at the transport's tempo. */
-function replay(runId) {
+function replay(run) {
   audio.unlock();
-  if (transport.live) transport.reset();
-  else clearRun();
-  watch(runId, { replay: true, stepsPerSecond: RunHistory.replayTempo(transport.tempo) });
+  leaveStage();
+  transport.setEnabled(presenter, true);
+  replayer.begin(run);
+  announce(`Replaying the ${run.config.dataset} run`);
+}
+
+/** The replayer asks for the stream from `start`; the charts first get the steps before it. */
+async function replayFrom(run, start, stepsPerSecond) {
+  const seek = ++view.seek;
+  const past = start > 0 ? await pastSteps(run, start) : null;
+  if (seek !== view.seek || replayer.run !== run) return; // a newer seek won
+  watch(run.id, { replay: true, start, stepsPerSecond, past });
+}
+
+async function pastSteps(run, start) {
+  try {
+    const metrics = await api.metrics(run.id, Math.max(1, Math.ceil(run.step / PAST_POINTS)));
+    return frameSteps(metrics).filter((s) => s.step < start);
+  } catch {
+    return null; // the charts start at the scrubbed step instead
+  }
+}
+
+function primePast(steps) {
+  dashboard.addSteps(steps);
+  audio.primeHistory({ grad_norm: steps.map((s) => s.grads), crescendo: steps.map((s) => s.crescendo) }, false);
+}
+
+/** Watch a live run (late join); any replay on stage gives way. */
+function joinRun(runId) {
+  if (replayer.active) transport.reset();
+  return watch(runId);
 }
 
 /** The form changed: a live run ends (its settings no longer match) and the preview follows. */
@@ -207,10 +306,15 @@ function configChanged() {
 }
 
 function clearRun() {
-  if (socket) socket.close();
-  socket = null;
+  closeSocket();
   view.run = null;
+  view.past = null;
   model.stop();
+  if (replayer.active) {
+    replayer.close();
+    form.loadHash(); // the replayed run's settings give way to the page's own
+    transport.setEnabled(presenter);
+  }
   const c = form.value();
   const arch = form.architecture();
   audio.resetRun(arch.sizes.length - 1);
@@ -223,6 +327,7 @@ function clearRun() {
   network.setWeights(null);
   setMood('idle');
   banner(null, '');
+  showExports(null);
   if (!transport.runId) transport.setState('idle'); // e.g. a replay that was showing
   view.step = 0;
   view.epoch = 0;
@@ -253,16 +358,43 @@ async function presenterSession() {
   }
 }
 
-/** Viewers follow the presenter: whenever nothing live is on screen, watch the newest live run. */
+/** Join the newest live run when nothing live is on stage (viewers keep doing this; presenters on load). */
 async function followLiveRun() {
-  if (transport.live || transport.state === 'replaying') return;
+  const runs = await api.runs();
+  if (transport.live || replayer.active) return;
+  const live = runs.find((r) => LIVE_STATES.includes(r.state));
+  if (live && (!view.run || view.run.id !== live.id)) joinRun(live.id);
+}
+
+/** Every few seconds: viewers look for the live run; when no socket speaks for the link, ask the server. */
+async function poll() {
+  const socketSpeaks = socket && !socket.finished;
   try {
-    const runs = await api.runs();
-    const live = runs.find((r) => LIVE_STATES.includes(r.state));
-    if (live && (!view.run || view.run.id !== live.id)) watch(live.id);
+    if (!presenter) await followLiveRun();
+    else if (!socketSpeaks) await api.health();
+    if (!socketSpeaks) connection.http(true);
   } catch {
-    // the next poll tries again
+    if (!socketSpeaks) connection.http(false);
   }
+}
+
+/** Presenter mode swaps the theme and type sizes: canvases re-read them. */
+function presenterChanged(on) {
+  themeChanged();
+  network.restyle();
+  dashboard.restyle();
+  heatmap.restyle();
+  announce(on ? 'Presenter mode on. Press Escape or P to leave.' : 'Presenter mode off');
+}
+
+function announce(text) {
+  $('announcer').textContent = text;
+}
+
+function toggleHelp() {
+  const help = $('help');
+  if (help.open) help.close();
+  else if (!document.querySelector('dialog[open]')) help.showModal();
 }
 
 function draw() {
@@ -274,19 +406,54 @@ function draw() {
   confusion.draw();
   dashboard.draw();
   transport.setCounters(view.step, view.epoch);
+  soundGate.update();
   requestAnimationFrame(draw);
 }
 
 // Any first touch or key enables sound (browsers only allow audio after a gesture).
 for (const type of ['pointerdown', 'keydown']) document.addEventListener(type, () => audio.unlock(), { once: true });
-$('show-test').addEventListener('change', (e) => heatmap.setShowTest(e.target.checked));
-$('loss-log').addEventListener('change', (e) => dashboard.setLog(e.target.checked));
+$('show-test').checked = readHash().get('test') === '1';
+heatmap.setShowTest($('show-test').checked);
+$('loss-log').checked = readHash().get('log') !== '0';
+dashboard.setLog($('loss-log').checked);
+$('show-test').addEventListener('change', (e) => {
+  heatmap.setShowTest(e.target.checked);
+  updateHash({ test: e.target.checked ? 1 : null });
+});
+$('loss-log').addEventListener('change', (e) => {
+  dashboard.setLog(e.target.checked);
+  updateHash({ log: e.target.checked ? null : 0 });
+});
+$('open-history').addEventListener('click', () => runHistory.open());
+$('open-help').addEventListener('click', toggleHelp);
+renderHelp($('help-keys'));
+bindKeys({
+  play: () => transport.play(),
+  step: () => transport.step(),
+  reset: () => transport.reset(),
+  mute: () => transport.toggleMute(),
+  faster: () => transport.nudgeTempo(1),
+  slower: () => transport.nudgeTempo(-1),
+  presenter: () => stageMode.toggle(),
+  history: () => runHistory.open(),
+  help: toggleHelp,
+  escape: () => stageMode.leave(),
+});
+window.addEventListener('hashchange', () => {
+  transport.loadHash();
+  if (form.loadHash()) configChanged();
+});
 form.setEnabled(presenter);
 transport.setEnabled(presenter);
 clearRun();
-if (query.get('run')) watch(query.get('run'), { replay: query.get('replay') === '1', stepsPerSecond: transport.tempo });
-else if (!presenter) {
-  followLiveRun();
-  setInterval(followLiveRun, VIEWER_POLL);
+const runParam = query.get('run');
+if (runParam && query.get('replay') === '1') {
+  api.run(runParam).then(replay, () => transport.showError('That run no longer exists.'));
+} else if (runParam) {
+  joinRun(runParam);
+} else {
+  followLiveRun().catch(() => {}); // a presenter reloading mid-talk finds the run still playing
 }
+poll();
+setInterval(poll, POLL);
 requestAnimationFrame(draw);

@@ -1,11 +1,12 @@
 // The network diagram: weights by sign and magnitude; beat and echo pulses drawn from the audio schedule.
-import { fitCanvas, hexToRgb, mix, rgba, themeColor } from './canvas.js';
+import { fitCanvas, font, hexToRgb, mix, rgba, textScale, themeColor } from './canvas.js';
 
 const MAX_UNITS_DRAWN = 12; // per layer; bigger layers show their first units and a "+N"
 const PAD = { left: 78, right: 56, top: 44, bottom: 30 }; // css px: labels, layer editor, captions
 const MAX_SPACING = 46; // css px between units
 const DOTS_PER_LAYER = 48; // echo dots drawn per weight layer (edges are sampled beyond this)
 const MAX_PULSES = 120;
+const REDUCED_MOTION = matchMedia('(prefers-reduced-motion: reduce)'); // then: static highlights, nothing travels
 
 export class NetworkDiagram {
   constructor(canvas, onLayout = () => {}) {
@@ -23,6 +24,16 @@ export class NetworkDiagram {
     this.layout = null;
     this.colors = {};
     new ResizeObserver(() => (this.stillDirty = true)).observe(canvas);
+  }
+
+  /** 'reduced' when the user asked for less motion: beats and echoes light up in place. */
+  get motion() {
+    return REDUCED_MOTION.matches ? 'reduced' : 'full';
+  }
+
+  /** Theme or type size changed (presenter mode): redraw the still layer with the new colours. */
+  restyle() {
+    this.stillDirty = true;
   }
 
   setArchitecture(sizes, labels, outputs) {
@@ -67,13 +78,15 @@ export class NetworkDiagram {
 
   computeLayout(width, height) {
     const n = this.sizes.length;
-    const innerW = width - PAD.left - PAD.right;
-    const innerH = height - PAD.top - PAD.bottom;
+    const k = textScale();
+    const pad = { left: PAD.left * k, right: PAD.right * k, top: PAD.top, bottom: PAD.bottom * k };
+    const innerW = width - pad.left - pad.right;
+    const innerH = height - pad.top - pad.bottom;
     const columns = this.sizes.map((size, i) => {
       const shown = Math.min(size, MAX_UNITS_DRAWN);
       const spacing = Math.min(MAX_SPACING, innerH / Math.max(shown, 1));
-      const top = PAD.top + (innerH - spacing * (shown - 1)) / 2;
-      const x = PAD.left + (n === 1 ? innerW / 2 : (i * innerW) / (n - 1));
+      const top = pad.top + (innerH - spacing * (shown - 1)) / 2;
+      const x = pad.left + (n === 1 ? innerW / 2 : (i * innerW) / (n - 1));
       const ys = Array.from({ length: shown }, (_, k) => top + k * spacing);
       return { x, ys, size, shown, spacing };
     });
@@ -94,6 +107,10 @@ export class NetworkDiagram {
         bright: hexToRgb(themeColor('--echo-bright')),
         good: hexToRgb(themeColor('--good')),
         bad: hexToRgb(themeColor('--bad')),
+        text: themeColor('--text'),
+        muted: themeColor('--muted'),
+        ring: themeColor('--node-ring'),
+        fill: themeColor('--node-fill'),
       };
       this.drawStill(width, height);
       this.stillDirty = false;
@@ -102,10 +119,12 @@ export class NetworkDiagram {
     ctx.clearRect(0, 0, width, height);
     ctx.drawImage(this.still, 0, 0, width, height);
     this.pulses = this.pulses.filter((p) => now < p.start + p.duration);
+    const still = REDUCED_MOTION.matches;
     for (const p of this.pulses) {
       const t = (now - p.start) / p.duration;
       if (t < 0) continue;
-      if (p.kind === 'beat') this.drawBeat(ctx, t, p.level);
+      if (still) this.drawStaticPulse(ctx, p);
+      else if (p.kind === 'beat') this.drawBeat(ctx, t, p.level);
       else this.drawEcho(ctx, p.layer, t, p.level);
     }
     if (this.glow) this.drawGlow(ctx, now, width, height);
@@ -149,30 +168,30 @@ export class NetworkDiagram {
       }
     }
     const ring = this.mood === 'diverged' ? this.colors.bad : this.mood === 'converged' ? this.colors.good : null;
-    ctx.font = '13px system-ui, sans-serif';
+    ctx.font = font(13);
     columns.forEach((c, k) => {
       c.ys.forEach((y, i) => {
         ctx.beginPath();
         ctx.arc(c.x, y, radius, 0, Math.PI * 2);
-        ctx.fillStyle = '#0d1422';
+        ctx.fillStyle = this.colors.fill;
         ctx.fill();
         ctx.lineWidth = 1.6;
-        ctx.strokeStyle = ring ? rgba(ring, 0.9) : '#5d6b84';
+        ctx.strokeStyle = ring ? rgba(ring, 0.9) : this.colors.ring;
         ctx.stroke();
         if (k === 0 && this.labels[i] !== undefined && c.size <= MAX_UNITS_DRAWN) {
-          ctx.fillStyle = '#c9d3e3';
+          ctx.fillStyle = this.colors.text;
           ctx.textAlign = 'right';
           ctx.textBaseline = 'middle';
           ctx.fillText(this.labels[i], c.x - radius - 8, y);
         }
         if (k === columns.length - 1 && this.outputs[i] !== undefined) {
-          ctx.fillStyle = '#c9d3e3';
+          ctx.fillStyle = this.colors.text;
           ctx.textAlign = 'left';
           ctx.textBaseline = 'middle';
           ctx.fillText(this.outputs[i], c.x + radius + 8, y);
         }
       });
-      ctx.fillStyle = '#8190a8';
+      ctx.fillStyle = this.colors.muted;
       ctx.textAlign = 'center';
       ctx.textBaseline = 'alphabetic';
       const caption = k === 0 ? `input ${c.size}` : k === columns.length - 1 ? `output ${c.size}` : '';
@@ -234,7 +253,25 @@ export class NetworkDiagram {
     this.drawDots(ctx, layer, 1 - t, color, (0.25 + 0.75 * level) * (1 - t * 0.6), 1.6 + 3 * level);
   }
 
-  /** Converged: a green bloom; diverged: a red flash. */
+  /** Reduced motion: a beat lights every unit in place, an echo lights its layer's edges; nothing moves or fades. */
+  drawStaticPulse(ctx, p) {
+    const { columns, radius } = this.layout;
+    if (p.kind === 'beat') {
+      ctx.fillStyle = `rgba(170,215,255,${0.3 + 0.4 * p.level})`;
+      for (const c of columns) {
+        for (const y of c.ys) {
+          ctx.beginPath();
+          ctx.arc(c.x, y, radius * 0.72, 0, Math.PI * 2);
+          ctx.fill();
+        }
+      }
+    } else {
+      const color = mix(this.colors.dull, this.colors.bright, p.level);
+      this.drawDots(ctx, p.layer, 0.5, color, 0.3 + 0.6 * p.level, 1.6 + 3 * p.level);
+    }
+  }
+
+  /** Converged: a green bloom; diverged: a red flash (a steady tint when motion is reduced). */
   drawGlow(ctx, now, width, height) {
     const t = (now - this.glow.start) / this.glow.duration;
     if (t > 1) {
@@ -242,6 +279,11 @@ export class NetworkDiagram {
       return;
     }
     if (t < 0) return;
+    if (REDUCED_MOTION.matches) {
+      ctx.fillStyle = rgba(this.glow.kind === 'chime' ? this.colors.good : this.colors.bad, 0.12);
+      ctx.fillRect(0, 0, width, height);
+      return;
+    }
     const color = this.glow.kind === 'chime' ? this.colors.good : this.colors.bad;
     const out = this.layout.columns[this.layout.columns.length - 1];
     const cy = out.ys[Math.floor(out.ys.length / 2)];

@@ -1,14 +1,14 @@
 // One websocket to a run: parse frames, dispatch typed messages, spot seq gaps, reconnect with backoff.
 
 const RECONNECT_MIN = 0.5; // s, first retry delay
-const RECONNECT_MAX = 8; // s, longest retry delay
+const RECONNECT_MAX = 5; // s, longest retry delay: a restarted server is found again within seconds
 const CLOSE_FORBIDDEN_ORIGIN = 4003; // cross-site handshake refused — retrying cannot help
 const CLOSE_UNKNOWN_RUN = 4004; // no such run — retrying cannot help
 
 export class RunSocket {
   /**
    * handlers: {hello, frame, eval, state, chime, alarm, overfit, end, gap(missing), connection(status)}.
-   * options: {replay: bool, stepsPerSecond: number|null, token: string|null}.
+   * options: {replay: bool, stepsPerSecond: number|null, start: step a replay begins at, token: string|null}.
    */
   constructor(runId, handlers, options = {}) {
     this.runId = runId;
@@ -19,6 +19,12 @@ export class RunSocket {
     this.attempts = 0;
     this.timer = null;
     this.finished = false; // after `end` or close(): do not reconnect
+    this.lastStep = null; // a replay that reconnects resumes after the last step it received
+  }
+
+  /** True while the socket is open and has been greeted. */
+  get connected() {
+    return this.greeted && this.ws !== null && this.ws.readyState === WebSocket.OPEN;
   }
 
   url() {
@@ -28,6 +34,9 @@ export class RunSocket {
     if (this.options.replay) {
       params.set('replay', '1');
       if (this.options.stepsPerSecond != null) params.set('steps_per_second', String(this.options.stepsPerSecond));
+      const start = this.lastStep !== null ? this.lastStep + 1 : this.options.start || 0;
+      this.from = start; // the first step this connection replays
+      if (start) params.set('start', String(start));
     }
     const query = params.toString();
     return `${scheme}://${location.host}/ws/runs/${encodeURIComponent(this.runId)}${query ? `?${query}` : ''}`;
@@ -35,6 +44,7 @@ export class RunSocket {
 
   open() {
     this.lastSeq = null;
+    this.greeted = false;
     this.emit('connection', 'connecting');
     const ws = new WebSocket(this.url());
     this.ws = ws;
@@ -63,7 +73,11 @@ export class RunSocket {
     }
     if (msg.type === 'hello') {
       this.attempts = 0;
+      this.greeted = true;
       this.emit('connection', 'open');
+    }
+    if (msg.type === 'frame' && this.options.replay && msg.beats && msg.beats.step.length) {
+      this.lastStep = msg.beats.step[msg.beats.step.length - 1];
     }
     if (typeof msg.seq === 'number') {
       if (this.lastSeq !== null && msg.seq > this.lastSeq + 1) this.emit('gap', msg.seq - this.lastSeq - 1);

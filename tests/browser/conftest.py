@@ -22,7 +22,16 @@ SET_RANGE = """(el, v) => {
 NOTE_PROBE = """
 window.__notes = [];
 window.__oscillatorStarts = 0;
-addEventListener('backbeat:note', (e) => window.__notes.push(e.detail));
+// each note also gets `wall`: when it sounds, in ms since the epoch, comparable across pages
+addEventListener('backbeat:note', (e) => {
+  const ctx = window.backbeat && window.backbeat.audio.ctx;
+  let wall = null;
+  if (ctx) {
+    const ts = ctx.getOutputTimestamp();
+    wall = performance.timeOrigin + ts.performanceTime + (e.detail.time - ts.contextTime) * 1000;
+  }
+  window.__notes.push({ ...e.detail, wall });
+});
 const start = OscillatorNode.prototype.start;
 OscillatorNode.prototype.start = function (...args) {
   window.__oscillatorStarts += 1;
@@ -48,12 +57,21 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """uvicorn in its own process on a temporary data folder; output goes to files."""
+    """uvicorn in its own process on a temporary data folder; output goes to files.
 
-    def __init__(self, data_dir: Path, log_dir: Path) -> None:
-        self.port = free_port()
+    `kill()` then `start()` restarts it on the same port and data folder, as a crash would.
+    """
+
+    def __init__(self, data_dir: Path, log_dir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
         self.log = log_dir / "server.log"
+        self.proc: subprocess.Popen | None = None
+        self.start()
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def start(self) -> None:
         argv = [
             sys.executable,
             "-m",
@@ -67,12 +85,16 @@ class LiveServer:
             "--log-level",
             "warning",
         ]
-        env = {**os.environ, "BACKBEAT_DATA": str(data_dir)}
-        with open(self.log, "wb") as out:
+        env = {**os.environ, "BACKBEAT_DATA": str(self.data_dir)}
+        with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env
             )
-        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no goodbye to the websockets, as when the laptop's server dies."""
+        self.proc.kill()
+        self.proc.wait(10)
 
     def healthy(self) -> bool:
         if self.proc.poll() is not None:
@@ -109,6 +131,17 @@ def server(tmp_path_factory) -> Iterator[LiveServer]:
         live.close()
 
 
+@pytest.fixture
+def own_server(tmp_path) -> Iterator[LiveServer]:
+    """A server of the test's own, free to be killed and restarted."""
+    live = LiveServer(tmp_path / "data", tmp_path)
+    try:
+        wait_for(live.healthy, 30, f"{live.url}/api/health")
+        yield live
+    finally:
+        live.close()
+
+
 def chromium_path() -> str | None:
     return os.environ.get("BACKBEAT_CHROMIUM") or shutil.which("chromium")
 
@@ -138,9 +171,11 @@ class PageProbe:
     def __init__(self, page, server: LiveServer) -> None:
         self.page, self.server = page, server
         self.errors: list[str] = []
+        self.exceptions: list[str] = []  # uncaught script errors only
         self.requests: list[str] = []
         page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("pageerror", lambda e: self.exceptions.append(str(e)))
         page.on("request", lambda r: self.requests.append(r.url))
 
     def open(self, fragment: str = "") -> None:
@@ -162,18 +197,48 @@ class PageProbe:
         """Move the log-scale tempo slider (0…1000) as a user drag would."""
         self.page.get_by_test_id("tempo").evaluate(SET_RANGE, position)
 
+    def text(self, testid: str) -> str:
+        return self.page.get_by_test_id(testid).inner_text().strip()
+
+    def state(self) -> dict:
+        """The page's debug handle: run id and state, step, connection, …"""
+        return self.page.evaluate("window.backbeat.state")
+
     def canvas_pixels(self, testid: str) -> str:
         return self.page.get_by_test_id(testid).evaluate("(c) => c.toDataURL()")
 
 
-@pytest.fixture
-def probe(browser, server) -> Iterator[PageProbe]:
-    context = browser.new_context(viewport=VIEWPORT)
+def new_probe(browser, server: LiveServer, **context_options) -> PageProbe:
+    """A page in a browser context of its own (its own audio, storage and downloads)."""
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True, **context_options)
     context.add_init_script(NOTE_PROBE)
     page = context.new_page()
     page.set_default_timeout(15_000)
+    return PageProbe(page, server)
+
+
+@pytest.fixture
+def probe(browser, server) -> Iterator[PageProbe]:
+    page = new_probe(browser, server)
     try:
-        yield PageProbe(page, server)
+        yield page
     finally:
-        context.close()
+        page.page.context.close()
+        server.stop_live_runs()
+
+
+@pytest.fixture
+def more_probes(browser, server) -> Iterator[Callable[..., PageProbe]]:
+    """Open further pages (late joiners, a second device) on the shared server."""
+    opened: list[PageProbe] = []
+
+    def open_probe(target: LiveServer | None = None, **context_options) -> PageProbe:
+        opened.append(new_probe(browser, target or server, **context_options))
+        return opened[-1]
+
+    try:
+        yield open_probe
+    finally:
+        for p in opened:
+            p.page.context.close()
         server.stop_live_runs()

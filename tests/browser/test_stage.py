@@ -1,0 +1,359 @@
+"""On stage: presenter mode, shortcuts, late joiners, replay, bookmarks, restarts and exports."""
+
+import csv
+import json
+import re
+from pathlib import Path
+
+from tests.browser.conftest import REPO, wait_for
+
+LAYERS = 3  # weight layers of the default network [2, 8, 8, 1]
+SCRUB = """(el, v) => {
+  el.value = String(v);
+  el.dispatchEvent(new Event('input', {bubbles: true}));
+  el.dispatchEvent(new Event('change', {bubbles: true}));
+}"""
+# A bookmark with every setting away from its default.
+BOOKMARK = (
+    "#dataset=moons&n_samples=300&noise=0.15&train_ratio=0.7&features=x1,x2,x1*x2,sin(x2)"
+    "&hidden=6,4,3&activation=relu&optimizer=adam&learning_rate=0.003&batch_size=25"
+    "&regularization=l2&regularization_rate=0.01&seed=42&max_steps=1234&tempo=13&test=1&log=0"
+)
+BOOKMARKED_CONFIG = {
+    "dataset": "moons",
+    "n_samples": 300,
+    "noise": 0.15,
+    "train_ratio": 0.7,
+    "features": ["x1", "x2", "x1*x2", "sin(x2)"],
+    "hidden": [6, 4, 3],
+    "activation": "relu",
+    "optimizer": "adam",
+    "learning_rate": 0.003,
+    "batch_size": 25,
+    "regularization": "l2",
+    "regularization_rate": 0.01,
+    "seed": 42,
+    "max_steps": 1234,
+    "steps_per_second": 13,
+}
+
+
+def status(probe) -> str:
+    return probe.text("status").lower()
+
+
+def presenting(probe) -> bool:
+    return probe.page.evaluate("document.body.dataset.presenting") == "true"
+
+
+def tempo(probe) -> float:
+    return float(probe.text("tempo-value").split()[0])
+
+
+def finished_run(server, **config) -> dict:
+    """A run trained to its end on the server, as listed by GET /api/runs."""
+    r = server.http.post("/api/runs", json={"steps_per_second": None, **config})
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    return wait_for(
+        lambda: next(
+            (x for x in server.http.get("/api/runs").json() if x["id"] == run_id and x["state"] == "finished"),
+            None,
+        ),
+        what="the stored run to finish",
+    )
+
+
+def test_presenter_mode_hides_controls_keeps_the_legend_and_leaves_on_esc_or_p(probe):
+    probe.open()
+    page = probe.page
+    toggle = page.get_by_role("button", name="Presenter mode")
+    assert toggle.get_attribute("aria-pressed") == "false"
+    page.keyboard.press("p")
+    probe.wait(lambda: presenting(probe), what="presenter mode")
+    assert toggle.get_attribute("aria-pressed") == "true"
+    for hidden in ("seed", "play", "lr", "volume", "open-history"):
+        assert page.get_by_test_id(hidden).is_hidden(), hidden
+    assert page.get_by_role("heading", name="What you hear").is_visible()
+    assert page.get_by_text("Beat", exact=True).is_visible()
+    assert page.get_by_test_id("network").is_visible()
+    assert page.get_by_test_id("step-count").evaluate("e => parseFloat(getComputedStyle(e).fontSize)") >= 54
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(0, 0, 0)"
+    assert page.evaluate("getComputedStyle(document.body).color") == "rgb(255, 255, 255)"
+
+    page.keyboard.press("Escape")
+    probe.wait(lambda: not presenting(probe), what="Esc to leave presenter mode")
+    assert page.get_by_test_id("seed").is_visible()
+    toggle.click()
+    probe.wait(lambda: presenting(probe), what="the button to enter presenter mode")
+    page.keyboard.press("p")
+    probe.wait(lambda: not presenting(probe), what="P to leave presenter mode")
+    probe.wait(lambda: not page.evaluate("document.fullscreenElement"), what="full screen to end")
+
+    # A browser that refuses full screen still gets presenter mode, filling the window.
+    page.evaluate("Element.prototype.requestFullscreen = () => Promise.reject(new TypeError('denied'))")
+    page.keyboard.press("p")
+    probe.wait(lambda: presenting(probe), what="presenter mode without full screen")
+    page.keyboard.press("Escape")
+    probe.wait(lambda: not presenting(probe), what="Esc to leave")
+    assert probe.errors == []
+
+
+def test_each_shortcut_and_none_while_typing(probe, server):
+    probe.open()
+    page = probe.page
+    keys = page.keyboard
+    keys.press("s")  # S from idle: a paused run, one step
+    probe.wait(lambda: probe.value("step-count") == 1, what="S to step")
+    assert status(probe) == "paused"
+    run_id = probe.state()["runId"]
+    keys.press("s")
+    probe.wait(lambda: probe.value("step-count") == 2, what="a second step")
+    keys.press("Space")
+    probe.wait(lambda: status(probe) == "running", what="Space to play")
+    keys.press("Space")
+    probe.wait(lambda: status(probe) == "paused", what="Space to pause")
+
+    mute = page.get_by_role("button", name="Mute")
+    keys.press("m")
+    assert mute.get_attribute("aria-pressed") == "true"
+    keys.press("m")
+    assert mute.get_attribute("aria-pressed") == "false"
+
+    before = tempo(probe)
+    keys.press("ArrowUp")
+    probe.wait(lambda: tempo(probe) > before, what="↑ to speed up")
+    faster = tempo(probe)
+    probe.wait(
+        lambda: server.http.get(f"/api/runs/{run_id}").json()["steps_per_second"] == faster,
+        what="the live run to take the new tempo",
+    )
+    assert f"tempo={faster:g}" in page.evaluate("location.hash")
+    keys.press("ArrowDown")
+    keys.press("ArrowDown")
+    probe.wait(lambda: tempo(probe) < before, what="↓ to slow down")
+
+    keys.press("?")
+    help_dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
+    probe.wait(help_dialog.is_visible, what="? to open the help")
+    listed = set(help_dialog.get_by_role("row").locator("kbd").all_inner_texts())
+    assert {"Space", "S", "R", "M", "↑", "↓", "P", "?", "Esc"} <= listed
+    keys.press("Escape")
+    probe.wait(help_dialog.is_hidden, what="Esc to close the help")
+
+    # typing in a field: the letters are the field's
+    page.get_by_test_id("seed").focus()
+    for key in ("s", "r", "m", "p", "Space"):
+        keys.press(key)
+    page.get_by_test_id("lr").focus()
+    keys.press("m")
+    assert mute.get_attribute("aria-pressed") == "false"
+    assert not presenting(probe)
+    assert status(probe) == "paused" and probe.value("step-count") == 2
+
+    page.get_by_test_id("network").click()  # focus back on the page
+    keys.press("r")
+    probe.wait(lambda: status(probe) == "ready", what="R to reset")
+    assert probe.value("step-count") == 0
+    probe.wait(
+        lambda: server.http.get(f"/api/runs/{run_id}").json()["state"] == "stopped",
+        what="the reset run to stop on the server",
+    )
+    assert probe.errors == []
+
+
+def test_a_late_joiner_sees_the_same_run_and_hears_it_in_step(probe, more_probes, server):
+    probe.open()
+    probe.page.get_by_test_id("tempo-max").click()
+    probe.page.get_by_test_id("play").click()  # the presenter's click enables their sound
+    probe.wait(lambda: probe.value("step-count") >= 300, what="the run well underway")
+    probe.set_tempo(500)  # ~22 steps/s: every beat is heard
+    run_id = probe.state()["runId"]
+
+    late = more_probes()
+    late.open()
+    late.wait(lambda: late.state()["runId"] == run_id, what="the late joiner to join the live run")
+    late.wait(lambda: status(late) == "running", what="the late joiner to see it running")
+    assert late.value("step-count") >= 300  # the history arrived with the hello
+    assert late.page.get_by_test_id("chart-loss").is_visible()
+    gate = late.page.get_by_role("button", name="Click to enable sound")
+    assert gate.is_visible()
+    gate.click()
+    late.wait(gate.is_hidden, what="the sound gate to go once sound is on")
+    late.wait(lambda: len(late.notes("beat")) >= 4, what="the late joiner's beats")
+    assert {e["layer"] for e in late.notes("echo")} == set(range(LAYERS))
+
+    # in step: the same step sounds at the same moment on both pages
+    ours = {n["step"]: n["wall"] for n in probe.notes("beat")}
+    theirs = {n["step"]: n["wall"] for n in late.notes("beat")}
+    common = sorted(set(ours) & set(theirs))
+    assert len(common) >= 3
+    assert max(abs(ours[s] - theirs[s]) for s in common) < 120  # ms
+
+    probe.page.keyboard.press("Space")
+    probe.wait(lambda: status(probe) == "paused", what="the presenter to pause")
+    late.wait(lambda: status(late) == "paused", what="the late joiner to see the pause")
+    paused_at = server.http.get(f"/api/runs/{run_id}").json()["step"]
+    probe.wait(lambda: probe.value("step-count") == paused_at, what="the presenter's counter")
+    late.wait(lambda: late.value("step-count") == paused_at, what="the same step on the late joiner")
+    assert late.exceptions == [] and probe.exceptions == []
+
+
+def test_replay_of_a_finished_run_sounds_scrubs_and_stops(probe, server):
+    run = finished_run(server, max_steps=400)
+    probe.open("#tempo=40")
+    page = probe.page
+    page.keyboard.press("h")
+    history = page.get_by_role("dialog", name="Run history")
+    row = history.get_by_test_id(f"history-{run['id']}")
+    row.wait_for()
+    assert "spiral" in row.inner_text() and "2–8–8–1" in row.inner_text() and "finished" in row.inner_text()
+    assert re.search(r"\d\.\d{3}", row.inner_text())  # its final loss
+    row.get_by_role("button", name=re.compile("^Replay")).click()
+    probe.wait(lambda: status(probe) == "replay", what="the replay to start")
+    assert page.get_by_test_id("replay-bar").is_visible()
+    probe.wait(lambda: len(probe.notes("beat")) >= 4, what="replayed beats")
+    notes = probe.notes()
+    for beat in [n for n in notes if n["kind"] == "beat"][:-1]:
+        echoes = [n["layer"] for n in notes if n["kind"] == "echo" and n["step"] == beat["step"]]
+        assert echoes == list(range(LAYERS - 1, -1, -1))
+    assert max(n["step"] for n in probe.notes("beat")) < 100
+
+    page.get_by_test_id("scrub").evaluate(SCRUB, 300)
+    probe.wait(lambda: probe.value("step-count") >= 300, what="the replay to jump to step 300")
+    probe.wait(lambda: any(n["step"] >= 300 for n in probe.notes("beat")), what="beats after the jump")
+    assert not [n for n in probe.notes("beat") if 100 < n["step"] < 300]  # skipped, not fast-forwarded
+
+    page.keyboard.press("Space")
+    probe.wait(lambda: status(probe) == "replay paused", what="Space to pause the replay")
+    page.get_by_role("button", name="Stop replay").click()
+    probe.wait(lambda: status(probe) == "ready", what="the replay to stop")
+    assert page.get_by_test_id("replay-bar").is_hidden()
+    assert probe.value("step-count") == 0
+    assert probe.errors == []
+
+
+def test_a_bookmark_restores_every_setting_and_the_run_uses_them(probe, server):
+    probe.open(BOOKMARK)
+    page = probe.page
+
+    def check(hidden: list[int]) -> None:
+        assert page.get_by_role("radio", name="Dataset: moons").get_attribute("aria-checked") == "true"
+        assert page.get_by_test_id("n-samples").input_value() == "300"
+        assert page.get_by_test_id("noise").input_value() == "15"
+        assert page.get_by_test_id("train-ratio").input_value() == "70"
+        chips = page.locator("#feature-chips [aria-pressed='true']").evaluate_all(
+            "els => els.map(e => e.dataset.feature)"
+        )
+        assert chips == ["x1", "x2", "x1*x2", "sin(x2)"]
+        assert probe.text("layer-count") == f"{len(hidden)} hidden layers"
+        assert [int(probe.text(f"units-{i + 1}")) for i in range(len(hidden))] == hidden
+        for testid, value in (
+            ("activation", "relu"), ("optimizer", "adam"), ("lr", "0.003"), ("batch-size", "25"),
+            ("regularization", "l2"), ("reg-rate", "0.01"), ("seed", "42"), ("max-steps", "1234"),
+        ):  # fmt: skip
+            assert page.get_by_test_id(testid).input_value() == value, testid
+        assert probe.text("tempo-value") == "13 steps/s"
+        assert page.get_by_test_id("show-test").is_checked()
+        assert not page.get_by_test_id("loss-log").is_checked()
+
+    check([6, 4, 3])
+    page.get_by_test_id("play").click()
+    probe.wait(lambda: probe.value("step-count") >= 1, what="the bookmarked run to start")
+    run = server.http.get(f"/api/runs/{probe.state()['runId']}").json()
+    assert {k: run["config"][k] for k in BOOKMARKED_CONFIG} == BOOKMARKED_CONFIG
+    page.keyboard.press("r")
+    probe.wait(lambda: status(probe) == "ready", what="the reset")
+
+    page.get_by_test_id("add-neuron-1").click()  # a change is written back to the address
+    assert "hidden=7,4,3" in page.evaluate("location.hash")
+    page.reload()
+    page.get_by_test_id("dataset-moons").wait_for()
+    check([7, 4, 3])
+    assert probe.errors == []
+
+
+def test_a_server_restart_mid_run_ends_in_a_calm_reconnected_page(more_probes, own_server):
+    probe = more_probes(own_server)
+    probe.open()
+    page = probe.page
+    page.get_by_test_id("play").click()
+    probe.wait(lambda: probe.value("step-count") >= 5, what="the run underway")
+    probe.wait(lambda: probe.state()["connection"] == "connected", what="the page connected")
+    first_run = probe.state()["runId"]
+
+    own_server.kill()
+    connection = page.get_by_test_id("connection")
+    probe.wait(lambda: connection.inner_text() == "Reconnecting…", what="a calm reconnecting state")
+    assert probe.text("error-run") == ""  # no error wall
+
+    own_server.start()
+    wait_for(own_server.healthy, 30, "the restarted server")
+    probe.wait(lambda: connection.inner_text() == "Connected", timeout=20, what="the page to reconnect")
+    probe.wait(lambda: status(probe) == "interrupted", what="the cut-off run shown as interrupted")
+    assert probe.text("banner").startswith("Interrupted at step")
+    assert probe.text("error-run") == ""
+
+    page.get_by_test_id("play").click()  # and the show goes on, without a reload
+    probe.wait(lambda: status(probe) == "running" and probe.state()["runId"] != first_run, what="a new run")
+    probe.wait(lambda: probe.value("step-count") >= 3, what="the new run's steps")
+    assert probe.exceptions == []
+
+
+def test_exports_download_a_valid_csv_and_model(probe):
+    probe.open()
+    page = probe.page
+    for _ in range(5):
+        page.keyboard.press("s")
+    probe.wait(lambda: probe.value("step-count") == 5, what="five steps")
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download this run's metrics (CSV)").click()
+    assert download.value.suggested_filename.endswith(".csv")
+    rows = list(csv.reader(Path(download.value.path()).read_text().splitlines()))
+    per_layer = [f"{name}_{k}" for name in ("act_rms", "grad_norm", "update_ratio") for k in range(LAYERS)]
+    assert rows[0] == ["step", "t", "epoch", "loss", "accuracy", "entropy", "crescendo", *per_layer]
+    assert [int(r[0]) for r in rows[1:]] == [1, 2, 3, 4, 5]
+    assert all(float(v) >= 0 for r in rows[1:] for v in r[3:])
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download this run's model (JSON)").click()
+    assert download.value.suggested_filename.endswith(".json")
+    model = json.loads(Path(download.value.path()).read_text())
+    shapes = [(len(layer["weights"]), len(layer["weights"][0])) for layer in model["layers"]]
+    assert shapes == [(2, 8), (8, 8), (8, 1)]
+    assert model["step"] == 5 and all(len(layer["biases"]) == cols for layer, (_, cols) in zip(model["layers"], shapes))
+    assert probe.errors == []
+
+
+def test_every_control_is_named_and_reduced_motion_holds_still(more_probes):
+    probe = more_probes(reduced_motion="reduce")
+    probe.open()
+    page = probe.page
+    unnamed = page.evaluate(
+        """() => [...document.querySelectorAll('button, input, select, a[href], [role="radio"]')]
+          .filter((el) => {
+            const labelled = el.getAttribute('aria-labelledby');
+            const name = el.getAttribute('aria-label') || (labelled && document.getElementById(labelled)?.textContent)
+              || [...(el.labels || [])].map((l) => l.textContent).join('') || el.textContent || el.title;
+            return !name || !name.trim();
+          })
+          .map((el) => el.outerHTML.slice(0, 80))"""
+    )
+    assert unnamed == []
+    assert page.get_by_role("status").filter(has_text="Ready").count() == 1  # the run state is announced
+    assert probe.state()["motion"] == "reduced"
+    page.get_by_test_id("play").click()
+    probe.wait(lambda: probe.notes("beat"), what="a beat")
+    dot = page.locator(".connection-dot")
+    assert dot.evaluate("e => getComputedStyle(e).animationName") == "none"
+    assert probe.errors == []
+
+
+def test_the_page_is_csp_clean(server):
+    html = server.http.get("/").text
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html)  # no inline script
+    assert not re.search(r"\sstyle=", html) and not re.search(r"\son[a-z]+=", html)
+    for js in (REPO / "static" / "js").glob("*.js"):
+        text = js.read_text()
+        assert "innerHTML" not in text and "eval(" not in text and "setAttribute('style'" not in text, js.name
