@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
 from app.datasets import DATASETS, FEATURES
 
@@ -22,7 +22,7 @@ class RunConfig(BaseModel):
     noise: float = Field(0.0, ge=0.0, le=0.5)
     train_ratio: float = Field(0.5, ge=0.1, le=0.9)
     features: list[str] = Field(default_factory=lambda: ["x1", "x2"], min_length=1)
-    hidden: list[int] = Field(default_factory=lambda: [8, 8], max_length=MAX_HIDDEN_LAYERS)
+    hidden: list[StrictInt] = Field(default_factory=lambda: [8, 8], max_length=MAX_HIDDEN_LAYERS)
     activation: Literal["relu", "tanh", "sigmoid", "linear"] = "tanh"
     optimizer: Literal["sgd", "momentum", "adam"] = "sgd"
     learning_rate: float = Field(0.03, ge=1e-5, le=10.0)

@@ -129,10 +129,11 @@ class Trainer:
         cache = net.forward_columns(self._epoch_x[i * b : (i + 1) * b].T, self._batch_bufs)
         z, p = cache.logits, cache.acts[-1]
         if self.cross_entropy:
-            total = np.add.reduce(cache.log_norm, axis=None)
-            loss = float((total - np.vdot(tb, z)) / b)
-            entropy = float((total - np.vdot(p, z)) / (b * self.log_classes))
-            entropy = min(max(entropy, 0.0), 1.0)  # rounding can stray past the ends
+            total = float(np.add.reduce(cache.log_norm, axis=None))
+            loss = (total - float(np.vdot(tb, z))) / b
+            entropy = (total - float(np.vdot(p, z))) / (b * self.log_classes)
+            if not 0.0 <= entropy <= 1.0:  # rounding can stray just past the ends
+                entropy = min(max(entropy, 0.0), 1.0)
             if self.n_classes > 2:
                 right = np.count_nonzero(z.argmax(axis=0) == self._epoch_labels[i])
             else:
@@ -217,7 +218,9 @@ class Trainer:
             ev["predictions"] = predicted[n_train : n_train + DIGIT_PREVIEWS].tolist()
         return ev, self._observe(train_loss, test_loss, ev["train_accuracy"])
 
-    def _observe(self, train_loss: float, test_loss: float, train_accuracy) -> list[dict]:
+    def _observe(
+        self, train_loss: float, test_loss: float, train_accuracy: float | None
+    ) -> list[dict]:
         """Feed the detectors once per step (a final eval may repeat the last one's step)."""
         if self.step == self._observed_step:
             return []

@@ -15,7 +15,8 @@ PLATEAU_WINDOW = 10  # evaluations compared to call the test loss flat
 PLATEAU_TOLERANCE = 0.01  # relative range of the test loss that counts as flat
 PLATEAU_MIN_PROGRESS = 0.5  # a plateau counts as convergence only below this fraction of L0
 OVERFIT_WINDOW = 10  # evaluations compared for a rising test loss
-OVERFIT_RISE = 0.02  # relative rise of test loss (second half vs first half of the window)
+OVERFIT_RISE = 0.05  # relative rise of test loss (second half vs first half of the window)
+OVERFIT_ABOVE_BEST = 0.10  # and the test loss must stand this far above its best so far
 
 
 def entropy(p: np.ndarray) -> float:
@@ -117,6 +118,7 @@ class OverfitDetector:
     def __init__(self) -> None:
         self.train: deque[float] = deque(maxlen=OVERFIT_WINDOW)
         self.test: deque[float] = deque(maxlen=OVERFIT_WINDOW)
+        self.best = math.inf
         self.fired = False
 
     def observe(self, train_loss: float, test_loss: float) -> bool:
@@ -124,11 +126,13 @@ class OverfitDetector:
             return False
         self.train.append(train_loss)
         self.test.append(test_loss)
+        self.best = min(self.best, test_loss)
         if len(self.test) < OVERFIT_WINDOW:
             return False
         half = OVERFIT_WINDOW // 2
         tr, te = list(self.train), list(self.test)
         test_rising = sum(te[half:]) > (1 + OVERFIT_RISE) * sum(te[:half])
         train_falling = sum(tr[half:]) < sum(tr[:half])
-        self.fired = test_rising and train_falling
+        above_best = test_loss > (1 + OVERFIT_ABOVE_BEST) * self.best
+        self.fired = test_rising and train_falling and above_best
         return self.fired

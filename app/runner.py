@@ -132,6 +132,10 @@ class Runner:
                     break
                 if tr.done:
                     break
+                if self.steps_per_second != tempo:  # a new tempo is announced even while paused
+                    tempo, next_due = self.steps_per_second, None
+                    if self._announced != "starting":
+                        self._emit_state()
                 if self._paused:
                     if self._pending:
                         reason = self._single_step()
@@ -145,9 +149,6 @@ class Runner:
                     next_due = None
                     continue
                 self._announce("running")
-                if self.steps_per_second != tempo:
-                    tempo, next_due = self.steps_per_second, None
-                    self._emit_state()
                 if tempo:
                     now = time.perf_counter()
                     if next_due is None or now - next_due > MAX_LAG:

@@ -18,7 +18,7 @@ from app.api import meta, runs, stream
 from app.manager import RunManager
 from app.security import TOKEN_HEADER, Access, ConnectionLimits, SecurityHeaders
 from app.settings import Settings
-from app.store import RunStore
+from app.store import RunStore, StoreError
 from app.wire import clean
 
 log = logging.getLogger("backbeat")
@@ -27,13 +27,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def _flush_forever(app: FastAPI, interval: float) -> None:
     """Write buffered metrics to SQLite at least once a second, off the event loop."""
+    failing = False  # a full disk is one line when it starts and one when it ends, not a flood
     while True:
         await asyncio.sleep(interval)
         try:
             app.state.manager.checkpoint()
             await asyncio.to_thread(app.state.store.flush)
+        except StoreError as exc:
+            if not failing:
+                log.error("could not write run history (kept in memory, retrying): %s", exc)
+            failing = True
         except Exception:
             log.exception("could not write run history")
+        else:
+            if failing:
+                log.warning("run history written again")
+            failing = False
 
 
 class Backbeat(FastAPI):
@@ -61,8 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.manager.shutdown()
             flusher.cancel()
-            store.flush()
-            store.close()
+            try:
+                store.close()  # writes what is buffered first
+            except StoreError as exc:
+                log.error("could not write the last run history: %s", exc)
 
     app = Backbeat(
         title="Backbeat",

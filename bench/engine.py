@@ -228,7 +228,7 @@ def long_run(steps: int = LONG_STEPS) -> bool:
     warm = [r for s, r in samples if s >= steps // 10] + [after]
     drift = max(warm) - min(warm)
     mib = 2**20
-    print(f"\nlong run: {steps:,} steps unpaced (playground net) in {elapsed:.0f} s wall")
+    print(f"long run: {steps:,} steps unpaced (playground net) in {elapsed:.0f} s wall")
     print(
         f"  RSS before the trainer {before / mib:.1f} MiB; from 10 % of the run to the end ", end=""
     )
@@ -236,7 +236,7 @@ def long_run(steps: int = LONG_STEPS) -> bool:
     print(f"after {after / mib:.1f} MiB")
     flat = drift <= RSS_TOLERANCE
     print(f"  drift {drift / 2**10:.0f} KiB: {'flat' if flat else 'GROWING'} ", end="")
-    print(f"(tolerance {RSS_TOLERANCE / mib:.0f} MiB)")
+    print(f"(tolerance {RSS_TOLERANCE / mib:.0f} MiB)\n")
     return flat
 
 
@@ -252,6 +252,8 @@ def main() -> int:
         f"numpy {np.__version__}, python {sys.version.split()[0]}, BLAS threads {threads}, ", end=""
     )
     print(f"{args.repeats} interleaved rounds of ~{args.seconds:g} s each")
+    # the long run first, so its RSS is the engine's own and not PyTorch's as well
+    flat = long_run() if args.long else True
     ratios = {}
     for name, config in NETS.items():
         rates = compare(config, args.repeats, args.seconds)
@@ -267,7 +269,6 @@ def main() -> int:
             print(f"  {k:20s} {wall:>9,.0f} | {cpu:>9,.0f}")
         ratios[name] = (paired_ratio(rates, "wall"), paired_ratio(rates, "cpu"))
 
-    flat = long_run() if args.long else True
     print()
     for name, (wall, cpu) in ratios.items():
         verdict = "ok" if cpu >= TARGET_RATIO else "BELOW TARGET"

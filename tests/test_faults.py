@@ -180,28 +180,40 @@ def test_full_disk_at_startup(backbeat, tmpfs):
 
 
 def test_disk_filling_while_serving_keeps_the_server_up(spawn, backbeat, tmpfs, wait_until):
-    mnt = tmpfs("4m")
+    mnt = tmpfs("8m")
     server = spawn(cli_args(backbeat, mnt / "data")).wait_healthy()
-    run_id = httpx.post(f"{server.url}/api/runs", json=UNPACED).json()["id"]
+    brisk = {**SMALL_RUN, "steps_per_second": 2000}  # ~80 KB of history a second
+    run_id = httpx.post(f"{server.url}/api/runs", json=brisk).json()["id"]
     fill(mnt)
     wait_until(lambda: "could not write run history" in server.output(), 10, "a write error")
-    time.sleep(1.0)
+    time.sleep(1.5)  # three more failed flushes
     assert server.proc.poll() is None
     assert httpx.get(f"{server.url}/api/health").status_code == 200
     assert httpx.get(f"{server.url}/api/runs").status_code == 200
+    out = server.output()
+    assert out.count("could not write run history") == 1  # said once, not every 0.5 s
+    assert "disk is full" in out.split("could not write run history")[1].splitlines()[0]
+    (mnt / "filler").unlink()  # space again: the buffered metrics are written
+    wait_until(lambda: "run history written again" in server.output(), 10, "the recovery")
     r = httpx.post(f"{server.url}/api/runs/{run_id}/control", json={"action": "stop"})
     assert r.status_code == 200 and r.json()["state"] == "stopped"
-    assert "Traceback" not in server.output().split("could not write run history")[0]
+    steps = httpx.get(f"{server.url}/api/runs/{run_id}/metrics").json()["beats"]["step"]
+    assert steps == list(range(1, len(steps) + 1))  # nothing lost while the disk was full
+    server.proc.terminate()
+    server.proc.wait(10)
+    assert "Application shutdown failed" not in server.output()
 
 
 # -- divergence ------------------------------------------------------------------------------
 
 
-def test_divergence_ends_the_run_and_nothing_else(api):
+def test_divergence_ends_the_run_and_nothing_else(api, wait_until):
     exploding = dict(dataset="plane", activation="relu", learning_rate=10, steps_per_second=None)
     run_id = api.create(**exploding, max_steps=100_000)
     run = api.wait_state(run_id, "diverged", "finished", "failed")
     assert run["state"] == "diverged" and run["summary"]["reason"]
+    channel = api.client.app.state.manager.get(run_id).channel
+    wait_until(lambda: channel.ended, 5, "the stream to end")
     assert api.client.get("/api/health").json()["status"] == "ok"
     metrics = api.client.get(f"/api/runs/{run_id}/metrics")
     assert metrics.status_code == 200 and "NaN" not in metrics.text

@@ -4,13 +4,16 @@ import asyncio
 import json
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from app import hub
+from app.api.stream import Session
 from app.hub import EVICTED, Channel, Viewer
+from app.settings import Settings
 from app.steps import StepBuffer
 
 HELD = {"dataset": "xor", "steps_per_second": None, "start_paused": True}
@@ -301,6 +304,41 @@ def test_a_viewer_whose_queue_overflows_is_evicted_and_the_others_keep_everythin
     messages = [json.loads(t) for t in received]
     assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
     assert [s for m in messages[:-1] for s in m["beats"]["step"]] == list(range(1, 13))
+
+
+class StuckSocket:
+    """A websocket whose client answers pings but stops reading after the hello."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = SimpleNamespace(state=SimpleNamespace(settings=settings))
+        self.sent, self.closed = 0, None
+
+    async def send_text(self, text: str) -> None:
+        self.sent += 1
+        if self.sent > 1:  # the hello goes out; every later send blocks for good
+            await asyncio.Event().wait()
+
+    async def receive(self) -> dict:
+        await asyncio.sleep(0.15)
+        return {"type": "websocket.receive", "text": '{"type": "pong"}'}
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+def test_a_send_stuck_past_the_heartbeat_timeout_is_evicted():
+    settings = Settings(heartbeat_interval=0.05, heartbeat_timeout=0.3)
+
+    async def main() -> tuple[StuckSocket, float]:
+        ws, viewer = StuckSocket(settings), Viewer()
+        viewer.offer('{"type": "frame"}')  # far from overflowing: the hub would not evict
+        start = time.monotonic()
+        await asyncio.wait_for(Session(ws, presenter=False).hold("{}", viewer, None), 5)
+        return ws, time.monotonic() - start
+
+    ws, took = asyncio.run(main())
+    assert ws.closed == (EVICTED, "viewer too slow: evicted")
+    assert 0.3 <= took < 0.3 + 0.05 + 0.5
 
 
 def test_nothing_is_serialised_without_an_audience(monkeypatch):

@@ -36,7 +36,8 @@ CLOSE_TIMEOUT = 2.0  # s allowed for any close handshake
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(ws.close(code, reason), CLOSE_TIMEOUT)
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await ws.close(code, reason)
 
 
 class Session:
@@ -48,11 +49,23 @@ class Session:
         self.rate = RateLimit(settings.message_rate, int(2 * settings.message_rate))
         self.last_heard = time.monotonic()
         self.closing: tuple[int, str] | None = None
+        self.sending_since: float | None = None  # set while a streamed message is being sent
+
+    async def stream(self, text: str) -> None:
+        """Send one streamed message; the heartbeat evicts a send stuck past the timeout.
+
+        A timeout per send would arm and cancel a timer for every viewer on every frame,
+        a large share of the event loop's time with hundreds of viewers.
+        """
+        self.sending_since = time.monotonic()
+        await self.ws.send_text(text)
+        self.sending_since = None
 
     async def send(self, text: str) -> bool:
         """Send, unless the client has read nothing for the heartbeat timeout (then evict)."""
-        try:
-            await asyncio.wait_for(self.ws.send_text(text), self.settings.heartbeat_timeout)
+        try:  # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            async with asyncio.timeout(self.settings.heartbeat_timeout):
+                await self.ws.send_text(text)
             return True
         except TimeoutError:
             self.closing = (EVICTED, "viewer too slow: evicted")
@@ -64,8 +77,7 @@ class Session:
             if text is None:
                 self.closing = (EVICTED, "viewer too slow: evicted")
                 return
-            if not await self.send(text):
-                return
+            await self.stream(text)
 
     async def evicted(self, viewer: Viewer) -> None:
         """A viewer that stops reading blocks its own send; the hub's eviction still ends it."""
@@ -77,12 +89,17 @@ class Session:
         s = self.settings
         while True:
             await asyncio.sleep(s.heartbeat_interval)
-            if time.monotonic() - self.last_heard > s.heartbeat_timeout:
+            now = time.monotonic()
+            if self.sending_since is not None and now - self.sending_since > s.heartbeat_timeout:
+                self.closing = (EVICTED, "viewer too slow: evicted")
+                return
+            if now - self.last_heard > s.heartbeat_timeout:
                 self.closing = (HEARTBEAT_LOST, "no answer to pings")
                 return
             text = dumps({"type": "ping", "server_time": time.time()})
             with contextlib.suppress(TimeoutError):  # a client not reading must not stall this
-                await asyncio.wait_for(self.ws.send_text(text), s.heartbeat_interval)
+                async with asyncio.timeout(s.heartbeat_interval):
+                    await self.ws.send_text(text)
 
     async def receive(self, run_id: str | None) -> None:
         """Read what the client sends: size and rate limited, controls for presenters only."""
@@ -144,10 +161,9 @@ class Session:
             finally:
                 for task in tasks:
                     task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-            failed = [t.exception() for t in tasks if not t.cancelled() and t.exception()]
+                await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)  # bounded, whatever a task does
+            done = [t for t in tasks if t.done() and not t.cancelled()]
+            failed = [t.exception() for t in done if t.exception()]
             failed = [e for e in failed if not isinstance(e, WebSocketDisconnect | OSError)]
             if failed and not self.closing:
                 log.error("websocket session failed", exc_info=failed[0])

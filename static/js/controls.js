@@ -11,6 +11,7 @@ const TEMPO_DEBOUNCE = 120; // ms before a dragged tempo is sent to a live run
 const TEMPO_KEY_STEP = 40; // slider units per ↑/↓ key press
 const STEP_RETRIES = 30; // a just-created run may still be `starting`; retry a step this often…
 const STEP_RETRY_DELAY = 100; // …this many ms apart
+const MAX_QUEUED_STEPS = 20; // S pressed faster than the server answers: steps wait their turn, up to this many
 const LISTEN_TIMEOUT = 3000; // ms to wait for the run's websocket hello before going on regardless
 const LIVE_STATES = new Set(['starting', 'running', 'paused']);
 const STATE_LABELS = {
@@ -151,26 +152,42 @@ export class Transport {
     }
   }
 
-  /** One step: creates a paused run if there is none, pauses a running one. */
+  /** One step: creates a paused run if there is none, pauses a running one. Presses while stepping queue up. */
   async step() {
     this.audio.unlock();
-    if (this.busy || this.el.step.disabled || (this.replay && this.replay.active)) return;
-    this.busy = true;
+    if (this.el.step.disabled || (this.replay && this.replay.active)) return;
+    if (this.busy) {
+      if (this.stepping) this.queuedSteps = Math.min(this.queuedSteps + 1, MAX_QUEUED_STEPS);
+      return;
+    }
+    this.busy = this.stepping = true;
+    this.queuedSteps = 0;
     try {
-      if (!this.live && !(await this.start())) return;
-      if (this.state === 'running' && !(await this.control('pause'))) return;
-      for (let attempt = 0; ; attempt++) {
-        try {
-          const answer = await api.control(this.runId, 'step');
-          this.setState(answer.state);
-          return;
-        } catch (e) {
-          if (e.status !== 409 || attempt >= STEP_RETRIES || !this.live) return this.fail(e);
-          await sleep(STEP_RETRY_DELAY);
-        }
+      let ok = await this.stepOnce();
+      while (ok && this.queuedSteps > 0) {
+        this.queuedSteps -= 1;
+        ok = await this.stepOnce();
       }
     } finally {
-      this.busy = false;
+      this.busy = this.stepping = false;
+    }
+  }
+
+  async stepOnce() {
+    if (!this.live && !(await this.start())) return false;
+    if (this.state === 'running' && !(await this.control('pause'))) return false;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const answer = await api.control(this.runId, 'step');
+        this.setState(answer.state);
+        return true;
+      } catch (e) {
+        if (e.status !== 409 || attempt >= STEP_RETRIES || !this.live) {
+          this.fail(e);
+          return false;
+        }
+        await sleep(STEP_RETRY_DELAY);
+      }
     }
   }
 

@@ -12,6 +12,7 @@ export function updateHash(settings) {
     if (value === null || value === undefined) params.delete(key);
     else params.set(key, String(value));
   }
-  const text = params.toString().replace(/%2C/g, ','); // commas stay readable in bookmarks
+  // commas and brackets are legal in a fragment: keep `features=x1,sin(x1)` readable in bookmarks
+  const text = params.toString().replace(/%2C/g, ',').replace(/%28/g, '(').replace(/%29/g, ')');
   history.replaceState(history.state, '', `${location.pathname}${location.search}${text ? `#${text}` : ''}`);
 }

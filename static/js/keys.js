@@ -49,6 +49,15 @@ export function bindKeys(actions) {
   });
 }
 
+/** Mouse clicks on these buttons leave focus where it was, so Space still means play / pause afterwards. */
+export function keepKeysOnStage(...containers) {
+  for (const el of containers) {
+    el.addEventListener('mousedown', (event) => {
+      if (event.target instanceof Element && event.target.closest('button')) event.preventDefault();
+    });
+  }
+}
+
 /** Fill the help overlay's table from SHORTCUTS. */
 export function renderHelp(tbody) {
   tbody.replaceChildren(

@@ -39,7 +39,9 @@ export class PresenterMode {
   leave() {
     if (!this.on) return;
     this.set(false);
-    if (document.fullscreenElement && this.fullscreen) document.exitFullscreen().catch(() => {});
+    const ours = this.fullscreen;
+    this.fullscreen = false; // the coming fullscreenchange is ours, not the user's Esc
+    if (document.fullscreenElement && ours) document.exitFullscreen().catch(() => {});
   }
 
   set(on) {

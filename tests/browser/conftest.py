@@ -50,6 +50,15 @@ def wait_for(predicate: Callable, timeout: float = 15.0, what: str = "the condit
     return value
 
 
+PRESENTER_TOKEN = "stage-token-for-tests"
+# `backbeat --share` without binding every interface: only requests with the token control runs.
+SHARED_APP = (
+    "import sys, uvicorn; from app.server import create_app; from app.settings import Settings; "
+    "uvicorn.run(create_app(Settings(presenter_token=sys.argv[1])), host='127.0.0.1', "
+    "port=int(sys.argv[2]), log_level='warning')"
+)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,8 +71,11 @@ class LiveServer:
     `kill()` then `start()` restarts it on the same port and data folder, as a crash would.
     """
 
-    def __init__(self, data_dir: Path, log_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, log_dir: Path, port: int | None = None, token: str | None = None
+    ) -> None:
         self.port = port or free_port()
+        self.token = token
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         self.log = log_dir / "server.log"
@@ -72,19 +84,24 @@ class LiveServer:
         self.http = httpx.Client(base_url=self.url, timeout=10)
 
     def start(self) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.server:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--log-level",
-            "warning",
-        ]
+        shared = [sys.executable, "-c", SHARED_APP, str(self.token), str(self.port)]
+        argv = (
+            shared
+            if self.token
+            else [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.server:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ]
+        )
         env = {**os.environ, "BACKBEAT_DATA": str(self.data_dir)}
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
@@ -124,6 +141,17 @@ class LiveServer:
 def server(tmp_path_factory) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("backbeat")
     live = LiveServer(root / "data", root)
+    try:
+        wait_for(live.healthy, 30, f"{live.url}/api/health")
+        yield live
+    finally:
+        live.close()
+
+
+@pytest.fixture
+def shared_server(tmp_path) -> Iterator[LiveServer]:
+    """A server shared with the room: presenters hold PRESENTER_TOKEN, everyone else watches."""
+    live = LiveServer(tmp_path / "data", tmp_path, token=PRESENTER_TOKEN)
     try:
         wait_for(live.healthy, 30, f"{live.url}/api/health")
         yield live
