@@ -93,7 +93,10 @@ class Runner:
             self._require(self._paused, "step")
             self._pending.append(done)
         self._wake.set()
-        return done.result(timeout)
+        try:
+            return done.result(timeout)
+        except TimeoutError as exc:
+            raise ControlError(f"the step did not finish within {timeout:g} s") from exc
 
     def stop(self, timeout: float | None = 5.0) -> None:
         with self._lock:
@@ -175,12 +178,16 @@ class Runner:
     def _single_step(self) -> str | None:
         tr = self.trainer
         done = self._pending.pop(0)
-        reason = tr.train_step()
-        block = tr.buffer.take()
-        row = block_row(block, len(block["step"]) - 1)
-        self.sink.on_steps(self.run_id, block)
-        if not reason and tr.step % tr.eval_every == 0:
-            self._evaluate(with_grid=True)
+        try:
+            reason = tr.train_step()
+            block = tr.buffer.take()
+            row = block_row(block, len(block["step"]) - 1)
+            self.sink.on_steps(self.run_id, block)
+            if not reason and tr.step % tr.eval_every == 0:
+                self._evaluate(with_grid=True)
+        except Exception as exc:  # answer the waiting caller, then let the loop end the run
+            done.set_exception(ControlError(f"the step failed: {exc}"))
+            raise
         done.set_result(row)
         return reason
 

@@ -1,5 +1,6 @@
 """Safe on stage: roles, websocket limits and HTTP hardening (issue 6), each rule tested."""
 
+import asyncio
 import hmac
 import json
 import logging
@@ -357,8 +358,6 @@ def test_connection_caps_count_each_address():
 
 
 def test_a_full_viewer_queue_is_evicted_without_holding_up_the_others():
-    import asyncio
-
     async def scenario():
         channel = Channel("r", 1, asyncio.get_running_loop(), dict, print, print)
         with channel.subscribe() as (slow, _), channel.subscribe() as (fast, _):

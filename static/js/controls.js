@@ -60,12 +60,18 @@ export class Transport {
   /** Show a tempo that came from elsewhere (a bookmark, a watched run) without sending it anywhere. */
   showRunTempo(sps) {
     clearTimeout(this.tempoTimer);
+    this.tempoPending = false;
     this.el['tempo-max'].setAttribute('aria-pressed', String(sps === null));
     if (sps !== null) {
       this.el.tempo.value = String(Math.max(0, Math.min(SLIDER_STEPS, tempoToSlider(sps))));
       this.exact = sps;
     }
     this.showTempo();
+  }
+
+  /** The watched run reports its tempo; a change of our own still on its way wins. */
+  followRunTempo(sps) {
+    if (!this.tempoPending && sps !== this.tempo) this.showRunTempo(sps);
   }
 
   get live() {
@@ -102,9 +108,15 @@ export class Transport {
 
   /** ↑ / ↓: one notch faster or slower on the log-scale slider. */
   nudgeTempo(direction) {
-    if (this.el.tempo.disabled) return;
-    const next = Number(this.el.tempo.value) + direction * TEMPO_KEY_STEP;
-    this.el.tempo.value = String(Math.max(0, Math.min(SLIDER_STEPS, next)));
+    if (this.el['tempo-max'].disabled) return;
+    if (this.tempo === null) {
+      if (direction > 0) return; // already as fast as it goes; ↓ comes back to the slider's top
+      this.el['tempo-max'].setAttribute('aria-pressed', 'false');
+      this.el.tempo.value = String(SLIDER_STEPS);
+    } else {
+      const next = Number(this.el.tempo.value) + direction * TEMPO_KEY_STEP;
+      this.el.tempo.value = String(Math.max(0, Math.min(SLIDER_STEPS, next)));
+    }
     this.exact = null;
     this.tempoChanged();
   }
@@ -131,7 +143,11 @@ export class Transport {
     if (this.replay && this.replay.active) {
       this.tempoTimer = setTimeout(() => this.replay.tempoChanged(), TEMPO_DEBOUNCE);
     } else if (this.live) {
-      this.tempoTimer = setTimeout(() => this.control('tempo', { steps_per_second: this.tempo }), TEMPO_DEBOUNCE);
+      this.tempoPending = true;
+      this.tempoTimer = setTimeout(async () => {
+        await this.control('tempo', { steps_per_second: this.tempo });
+        this.tempoPending = false;
+      }, TEMPO_DEBOUNCE);
     }
   }
 

@@ -110,7 +110,7 @@ const handlers = {
   eval: (ev) => stage.applyEval(ev, true),
   state(msg) {
     transport.setState(msg.state);
-    if (msg.steps_per_second !== undefined) transport.showRunTempo(msg.steps_per_second);
+    if (msg.steps_per_second !== undefined) transport.followRunTempo(msg.steps_per_second);
     model.setRunning(msg.state === 'running');
   },
   chime: (msg) => stage.chime(msg),

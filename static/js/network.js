@@ -257,7 +257,7 @@ export class NetworkDiagram {
   drawStaticPulse(ctx, p) {
     const { columns, radius } = this.layout;
     if (p.kind === 'beat') {
-      ctx.fillStyle = `rgba(170,215,255,${0.3 + 0.4 * p.level})`;
+      ctx.fillStyle = `rgba(170,215,255,${0.45 + 0.45 * p.level})`;
       for (const c of columns) {
         for (const y of c.ys) {
           ctx.beginPath();
