@@ -178,6 +178,7 @@ class Bench:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(base_url=self.base, timeout=30)
+        self.loads: list[float] = []
 
     def step(self, run_id: str) -> tuple[float, int]:
         t0 = time.time()
@@ -189,6 +190,7 @@ class Bench:
         (t0, s0), c0 = self.step(run_id), cpu_seconds(self.server.pid)
         time.sleep(seconds)
         (t1, s1), c1 = self.step(run_id), cpu_seconds(self.server.pid)
+        self.loads.append(os.getloadavg()[0])  # other work on the machine skews both rates
         return (s1 - s0) / (t1 - t0), (c1 - c0) / (t1 - t0), t1 - t0
 
     def create(self, **extra) -> str:
@@ -308,6 +310,7 @@ class Bench:
             "steps_per_frame_median": m["steps_per_frame"],
             "steps_per_s": {"alone": m["rate_alone"], "watched": m["rate_watched"]},
             "ratio": ratio,
+            "load_avg_1min": {"alone": self.loads[0], "watched": self.loads[1]},
         }
         p99 = out["latency_ms_every_step"]["p99"] / 1e3
         out["verdict"] = {
@@ -335,6 +338,9 @@ def print_report(r: dict) -> None:
     s = r["steps_per_s"]
     print(f"training           {s['alone']:.0f} steps/s alone, {s['watched']:.0f} watched"
           f"  -> ratio {r['ratio']:.3f}")  # fmt: skip
+    la = r["load_avg_1min"]
+    print(f"machine load       {la['alone']:.2f} after the lone window, {la['watched']:.2f}"
+          f" after the watched one ({os.cpu_count()} CPUs)")  # fmt: skip
     print(f"frames             median {r['frame_kib_median']} KiB carrying"
           f" {r['steps_per_frame_median']:g} steps")  # fmt: skip
     print("targets            " + ", ".join(f"{k}: {'ok' if v else 'MISSED'}"
