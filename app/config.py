@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
-from app.datasets import DATASETS, FEATURES
+from app.datasets import DATASETS, FEATURES, Dataset, make_dataset
 
 MAX_PARAMETERS = 200_000  # keeps one step well under a millisecond on a laptop core
 MAX_HIDDEN_LAYERS = 8
@@ -69,6 +69,17 @@ class RunConfig(BaseModel):
     @property
     def layers(self) -> list[int]:
         return layer_sizes(self.dataset, self.features, self.hidden)
+
+    def make_data(self) -> Dataset:
+        """The run's data, regenerated exactly from the config (it is seeded)."""
+        return make_dataset(
+            self.dataset,
+            n_samples=self.n_samples,
+            noise=self.noise,
+            train_ratio=self.train_ratio,
+            seed=self.seed,
+            features=self.features,
+        )
 
     @property
     def input_features(self) -> list[str]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from app import metrics
 from app.config import RunConfig
-from app.datasets import featurize, grid_points, make_dataset
+from app.datasets import featurize, grid_points
 from app.nn import Network
 from app.optim import make_optimizer
 from app.steps import SCALAR_COLUMNS, StepBuffer
@@ -23,14 +23,7 @@ class Trainer:
 
     def __init__(self, config: RunConfig, buffer_capacity: int = 4096) -> None:
         self.config = config
-        self.data = data = make_dataset(
-            config.dataset,
-            n_samples=config.n_samples,
-            noise=config.noise,
-            train_ratio=config.train_ratio,
-            seed=config.seed,
-            features=config.features,
-        )
+        self.data = data = config.make_data()
         spec = data.spec
         self.task, self.n_classes = spec.task, spec.n_classes
         if self.task == "regression":

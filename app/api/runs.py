@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import Manager, Presenter, Store, not_found
 from app.config import RunConfig
-from app.datasets import make_dataset
 from app.manager import LiveRun, TooManyRuns
 from app.runner import ControlError
 from app.steps import LAYER_COLUMNS, SCALAR_COLUMNS, block_row
@@ -126,15 +125,7 @@ async def data(run_id: str, store: Store) -> dict:
     if record is None:
         raise not_found(run_id)
     config = RunConfig.model_validate(record["config"])
-    ds = await asyncio.to_thread(
-        make_dataset,
-        config.dataset,
-        n_samples=config.n_samples,
-        noise=config.noise,
-        train_ratio=config.train_ratio,
-        seed=config.seed,
-        features=config.features,
-    )
+    ds = await asyncio.to_thread(config.make_data)
     out = {
         "features": config.input_features,
         "task": ds.spec.task,
