@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 from app.history import History
 from app.steps import StepBlock, concat_blocks
-from app.wire import block_columns, clean, dumps
+from app.wire import block_columns, clean, column, dumps
 
 FRAME_INTERVAL = 1 / 60  # s: at most ~60 messages a second per run, however fast training goes
 VIEWER_QUEUE = 240  # messages a viewer may lag (about 4 s of frames) before eviction
@@ -128,11 +128,8 @@ class Channel:
             self.history.add(block)
             frame = {"type": "frame", **block_columns(block)}
             self.latest = {
-                "step": frame["beats"]["step"][-1],
-                "loss": frame["beats"]["loss"][-1],
-                "accuracy": frame["beats"]["accuracy"][-1],
-                "entropy": frame["beats"]["entropy"][-1],
-                "crescendo": frame["crescendo"][-1],
+                "step": int(block["step"][-1]),
+                **{k: float(block[k][-1]) for k in ("loss", "accuracy", "entropy", "crescendo")},
             }
             messages.append(frame)
         if evals:
@@ -173,7 +170,7 @@ class Channel:
         return {
             "type": "hello",
             "run": self.describe(),
-            "history": {k: v.tolist() for k, v in self.history.columns().items()},
+            "history": {k: column(k, v) for k, v in self.history.columns().items()},
             "evals": list(self.evals),
             "last_eval": self.last_eval,
             "events": list(self.events),
@@ -188,6 +185,6 @@ class Channel:
         viewer = Viewer()
         self.viewers.add(viewer)
         try:
-            yield viewer, dumps(clean({**self.hello(), **hello_overrides}))
+            yield viewer, dumps({**self.hello(), **hello_overrides})
         finally:
             self.viewers.discard(viewer)

@@ -11,6 +11,7 @@ from app.history import thin
 from app.hub import FRAME_INTERVAL, RECENT_EVALS, Channel
 from app.steps import StepBlock
 from app.store import RunStore
+from app.wire import column
 
 REPLAYED_EVENTS = ("eval", "chime", "alarm", "overfit")
 
@@ -44,7 +45,7 @@ def stored_hello(store: RunStore, record: dict) -> dict:
     return {
         "type": "hello",
         "run": stored_description(record),
-        "history": {k: v.tolist() for k, v in thin(steps).items()},
+        "history": {k: column(k, v) for k, v in thin(steps).items()},
         "evals": [{k: v for k, v in e.items() if k != "grid"} for e in evals[::keep]],
         "last_eval": with_grid[-1] if with_grid else (evals[-1] if evals else None),
         "events": [e for e in events if e["type"] != "eval"],

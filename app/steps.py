@@ -5,6 +5,7 @@ import numpy as np
 SCALAR_COLUMNS = ("step", "t", "epoch", "loss", "accuracy", "entropy", "crescendo")
 LAYER_COLUMNS = ("act_rms", "grad_norm", "update_ratio")
 INT_COLUMNS = ("step", "epoch")
+EXACT_COLUMNS = ("step", "t", "epoch")  # everything else is reported at float32 precision
 
 StepBlock = dict[str, np.ndarray]
 
@@ -45,16 +46,18 @@ def concat_blocks(blocks: list[StepBlock], n_layers: int) -> StepBlock:
 
 
 def block_row(block: StepBlock, i: int) -> dict:
-    """One step as plain Python values (None for non-finite numbers)."""
+    """One step as plain Python values, as reported on the wire (None for non-finite)."""
     row = {}
     for name, col in block.items():
         v = col[i]
         if name in INT_COLUMNS:
             row[name] = int(v)
-        elif np.ndim(v):
-            row[name] = [finite_or_none(x) for x in v.tolist()]
-        else:
+        elif name in EXACT_COLUMNS:
             row[name] = finite_or_none(float(v))
+        else:
+            narrow = np.atleast_1d(v).astype(np.float32).astype(str)
+            values = [finite_or_none(float(x)) for x in narrow]
+            row[name] = values if np.ndim(v) else values[0]
     return row
 
 

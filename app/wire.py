@@ -1,59 +1,51 @@
-"""Turning step blocks and events into wire JSON: once per message, never NaN or Infinity."""
+"""Turning step blocks and events into wire JSON: once per message, never NaN or Infinity.
 
-import json
+Metrics travel at float32 precision (7 significant digits, what the store keeps), so a
+replay from the store is identical to the live stream; `t` and integers stay exact.
+"""
+
 import math
 
 import numpy as np
+import orjson
 
-from app.steps import INT_COLUMNS, StepBlock
+from app.steps import EXACT_COLUMNS, StepBlock
 
 BEAT_COLUMNS = ("step", "t", "epoch", "loss", "accuracy", "entropy", "act_rms")
 ECHO_COLUMNS = ("grad_norm", "update_ratio")
 
 
-def column(values: np.ndarray) -> list:
-    """A numpy column as a JSON-ready list, non-finite numbers as None."""
-    if values.dtype.kind in "iu" or np.isfinite(values).all():
-        return values.tolist()
-    out = values.astype(object)
-    out[~np.isfinite(values)] = None
-    return out.tolist()
+def column(name: str, values: np.ndarray) -> np.ndarray:
+    """A column ready for orjson: contiguous, metrics narrowed to float32."""
+    if name not in EXACT_COLUMNS and values.dtype == np.float64:
+        values = values.astype(np.float32)
+    return np.ascontiguousarray(values)
 
 
 def block_columns(block: StepBlock) -> dict:
     """A step block as the columnar `beats` / `echoes` / `crescendo` of a frame."""
     return {
-        "beats": {name: column(block[name]) for name in BEAT_COLUMNS},
-        "echoes": {name: column(block[name]) for name in ECHO_COLUMNS},
-        "crescendo": column(block["crescendo"]),
+        "beats": {name: column(name, block[name]) for name in BEAT_COLUMNS},
+        "echoes": {name: column(name, block[name]) for name in ECHO_COLUMNS},
+        "crescendo": column("crescendo", block["crescendo"]),
     }
 
 
 def clean(value):
-    """Replace non-finite floats (at any depth) with None so the JSON stays valid."""
+    """Replace non-finite floats (at any depth) with None, for responses FastAPI encodes."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return clean(value.tolist())
     if isinstance(value, np.generic):
         return clean(value.item())
     return value
 
 
 def dumps(message: dict) -> str:
-    """Serialise a message that is already clean; refuses NaN rather than emit invalid JSON."""
-    return json.dumps(message, separators=(",", ":"), allow_nan=False)
-
-
-def block_from_columns(columns: dict) -> StepBlock:
-    """Inverse of `block_columns` for stored or replayed data (None back to NaN)."""
-    flat = {**columns["beats"], **columns["echoes"], "crescendo": columns["crescendo"]}
-    out = {}
-    for name, values in flat.items():
-        if name in INT_COLUMNS:
-            out[name] = np.asarray(values, dtype=np.int64)
-        else:
-            out[name] = np.array(values, dtype=object).astype(np.float64)
-    return out
+    """Serialise once for every viewer; numpy arrays go straight in, NaN/Inf become null."""
+    return orjson.dumps(message, option=orjson.OPT_SERIALIZE_NUMPY).decode()

@@ -5,6 +5,7 @@ import csv
 import io
 from typing import Literal
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
@@ -13,7 +14,7 @@ from app.config import RunConfig
 from app.manager import LiveRun, TooManyRuns
 from app.runner import ControlError
 from app.steps import LAYER_COLUMNS, SCALAR_COLUMNS, block_row
-from app.wire import block_columns, clean
+from app.wire import block_columns, clean, column, dumps
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
@@ -153,7 +154,8 @@ async def metrics(
         raise not_found(run_id)
     block = await asyncio.to_thread(store.read_steps, run_id, every=every)
     if format == "json":
-        return {"id": run_id, "layers": record["layers"], **block_columns(block)}
+        body = {"id": run_id, "layers": record["layers"], **block_columns(block)}
+        return Response(dumps(body), media_type="application/json")
     n_layers = len(record["layers"]) - 1
     header = list(SCALAR_COLUMNS) + [
         f"{name}_{k}" for name in LAYER_COLUMNS for k in range(n_layers)
@@ -161,9 +163,10 @@ async def metrics(
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(header)
-    cols = [block[name] for name in SCALAR_COLUMNS]
-    cols += [block[name][:, k] for name in LAYER_COLUMNS for k in range(n_layers)]
-    writer.writerows(zip(*(c.tolist() for c in cols), strict=True))
+    cols = [column(name, block[name]) for name in SCALAR_COLUMNS]
+    cols += [column(name, block[name][:, k]) for name in LAYER_COLUMNS for k in range(n_layers)]
+    texts = [c.astype(str) if c.dtype == np.float32 else c.tolist() for c in cols]
+    writer.writerows(zip(*texts, strict=True))
     return Response(
         text.getvalue(),
         media_type="text/csv",

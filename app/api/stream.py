@@ -219,7 +219,7 @@ async def _route(
         await _close(session.ws, UNKNOWN_RUN, f"no run with id {run_id!r}")
         return
     if not replay:
-        hello = dumps(clean(await asyncio.to_thread(stored_hello, store, record)))
+        hello = dumps(await asyncio.to_thread(stored_hello, store, record))
         await session.hold(hello, None, None)
         return
     await _replay(session, store, record, steps_per_second, start)
