@@ -7,10 +7,13 @@ import time
 from dataclasses import dataclass, field
 
 from app.config import RunConfig
-from app.engine import Trainer
+from app.datasets import DATASETS
 from app.hub import Channel
-from app.runner import LIVE_STATES, Runner
+from app.runner import LIVE_STATES, ControlError
 from app.store import RunStore
+from app.worker import ProcessRun, ThreadRun
+
+RunHandle = ProcessRun | ThreadRun
 
 
 class TooManyRuns(RuntimeError):
@@ -21,24 +24,23 @@ class TooManyRuns(RuntimeError):
 class LiveRun:
     id: str
     config: RunConfig
-    trainer: Trainer
-    runner: Runner
+    runner: RunHandle
     channel: Channel
     created: float
     pump: asyncio.Task | None = field(default=None, repr=False)
 
     def describe(self) -> dict:
-        tr = self.trainer
+        spec = DATASETS[self.config.dataset]
         return {
             "id": self.id,
             "state": self.runner.state,
-            "step": tr.step,
-            "epoch": tr.epoch,
+            "step": self.runner.current_step,
+            "epoch": self.runner.current_epoch,
             "config": self.config.model_dump(),
-            "layers": tr.layers,
+            "layers": self.config.layers,
             "features": self.config.input_features,
-            "task": tr.task,
-            "n_classes": tr.n_classes,
+            "task": spec.task,
+            "n_classes": spec.n_classes,
             "steps_per_second": self.runner.steps_per_second,
             "created": self.created,
         }
@@ -47,8 +49,11 @@ class LiveRun:
 class RunManager:
     """Owns the live runs; everything it does on the event loop is quick."""
 
-    def __init__(self, store: RunStore, max_concurrent: int = 2) -> None:
+    def __init__(
+        self, store: RunStore, max_concurrent: int = 2, isolation: str = "process"
+    ) -> None:
         self.store, self.max_concurrent = store, max_concurrent
+        self.handle_type = ProcessRun if isolation == "process" else ThreadRun
         self.runs: dict[str, LiveRun] = {}
         self.starting = 0  # creations awaiting their Trainer: they hold a slot under the cap
 
@@ -63,29 +68,25 @@ class RunManager:
             )
         self.starting += 1
         try:
-            trainer = await asyncio.to_thread(Trainer, config)
+            run_id = secrets.token_hex(6)
+            created = time.time()
+            holder: dict[str, LiveRun] = {}
+            channel = Channel(
+                run_id,
+                len(config.layers) - 1,
+                asyncio.get_running_loop(),
+                describe=lambda: holder["run"].describe(),
+                persist_steps=lambda block: self.store.append_steps(run_id, block),
+                persist_event=lambda event: self._persist_event(run_id, event),
+            )
+            handle = await asyncio.to_thread(self.handle_type, run_id, config, channel)
         finally:
             self.starting -= 1
-        run_id = secrets.token_hex(6)
-        created = time.time()
-        loop = asyncio.get_running_loop()
-        holder: dict[str, LiveRun] = {}
-        channel = Channel(
-            run_id,
-            trainer.net.n_layers,
-            loop,
-            describe=lambda: holder["run"].describe(),
-            persist_steps=lambda block: self.store.append_steps(run_id, block),
-            persist_event=lambda event: self._persist_event(run_id, event),
-        )
-        runner = Runner(
-            run_id, trainer, channel, config.steps_per_second, start_paused=config.start_paused
-        )
-        run = holder["run"] = LiveRun(run_id, config, trainer, runner, channel, created)
-        self.store.create_run(run_id, config.model_dump(), trainer.layers, created)
+        run = holder["run"] = LiveRun(run_id, config, handle, channel, created)
+        self.store.create_run(run_id, config.model_dump(), config.layers, created)
         self.runs[run_id] = run
         run.pump = asyncio.create_task(channel.pump(), name=f"pump-{run_id}")
-        runner.start()
+        await asyncio.to_thread(handle.start)
         return run
 
     def _persist_event(self, run_id: str, event: dict) -> None:
@@ -99,7 +100,8 @@ class RunManager:
             )
             run = self.runs.get(run_id)
             if run is not None:  # keep the final parameters so exports outlive the server
-                self.store.append_event(run_id, {"type": "model", **run.trainer.model()})
+                with contextlib.suppress(ControlError):  # a crashed run has none to give
+                    self.store.append_event(run_id, {"type": "model", **run.runner.model()})
 
     def get(self, run_id: str) -> LiveRun | None:
         return self.runs.get(run_id)
@@ -108,14 +110,14 @@ class RunManager:
         """Record live runs' progress so the listing and a crash both see a recent step."""
         for run in self.runs.values():
             if run.runner.state in LIVE_STATES:
-                self.store.set_state(run.id, run.runner.state, step=run.trainer.step)
+                self.store.set_state(run.id, run.runner.state, step=run.runner.current_step)
 
     async def delete(self, run_id: str) -> None:
         run = self.runs.pop(run_id, None)
         if run is not None:
             if run.runner.alive:
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(run.runner.stop, 5.0)
+                    await asyncio.to_thread(run.runner.control, "stop")
             if run.pump is not None:
                 run.pump.cancel()
 

@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("marked %d run(s) cut off by a crash as interrupted", len(interrupted))
         store.prune()
         app.state.store = store
-        app.state.manager = RunManager(store, settings.max_concurrent_runs)
+        app.state.manager = RunManager(store, settings.max_concurrent_runs, settings.isolation)
         flusher = asyncio.create_task(_flush_forever(app, settings.store_flush_interval))
         try:
             yield

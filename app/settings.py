@@ -24,6 +24,11 @@ class Settings(BaseModel):
     max_stored_runs: int = Field(
         default_factory=lambda: int(os.environ.get("BACKBEAT_MAX_STORED_RUNS", "200")), ge=1
     )
+    isolation: str = Field(
+        default_factory=lambda: os.environ.get("BACKBEAT_ISOLATION", "process"),
+        pattern="^(process|thread)$",
+        description="train each run in a child process (default) or a thread of the server",
+    )
     store_flush_interval: float = 0.5  # s between writes of buffered metrics to SQLite
     presenter_token: str | None = None  # set by --share: only its holders control runs
     allowed_origins: tuple[str, ...] = ()  # extra websocket origins besides the page's own

@@ -1,6 +1,7 @@
 """Faults on stage (issue 6): crashes, bad data folders, divergence, churn and shutdown."""
 
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -25,8 +26,11 @@ SMALL_RUN = dict(dataset="circle", n_samples=100, hidden=[4], max_steps=10_000_0
 UNPACED = {**SMALL_RUN, "steps_per_second": None}
 
 
-def run_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("run-") and t.is_alive()]
+def run_threads() -> list:
+    """Training workers still alive: run threads, or run processes (the default isolation)."""
+    threads = [t for t in threading.enumerate() if t.name.startswith("run-") and t.is_alive()]
+    children = [p for p in multiprocessing.active_children() if p.name.startswith("run-")]
+    return threads + children
 
 
 def cli_args(backbeat: list[str], data: Path, port: str = "{port}") -> list[str]:

@@ -42,7 +42,7 @@ def list_runs(manager: Manager, store: Store) -> list[dict]:
     for record in runs:
         live = manager.get(record["id"])
         if live is not None:
-            record.update(state=live.runner.state, step=live.trainer.step)
+            record.update(state=live.runner.state, step=live.runner.current_step)
     return clean(runs)
 
 
@@ -83,22 +83,14 @@ async def control(run_id: str, body: Control, manager: Manager, store: Store) ->
 
 async def apply_control(run: LiveRun, body: Control) -> dict:
     """Carry out one control on a live run; raises ControlError when it makes no sense now."""
-    runner, answer = run.runner, {}
-    if body.action == "pause":
-        runner.pause()
-    elif body.action == "resume":
-        runner.resume()
-    elif body.action == "tempo":
-        runner.set_tempo(body.steps_per_second)
-    elif body.action == "step":
-        answer["metrics"] = await asyncio.to_thread(runner.step)
-    else:
-        await asyncio.to_thread(runner.stop)
+    runner = run.runner
+    metrics = await asyncio.to_thread(runner.control, body.action, body.steps_per_second)
+    answer = {"metrics": metrics} if body.action == "step" else {}
     return clean(
         {
             "id": run.id,
             "state": runner.state,
-            "step": run.trainer.step,
+            "step": runner.current_step,
             "steps_per_second": runner.steps_per_second,
             **answer,
         }
@@ -110,7 +102,10 @@ async def model(run_id: str, manager: Manager, store: Store) -> dict:
     """Architecture and parameters; weights[i][j] connects input i to unit j."""
     run = manager.get(run_id)
     if run is not None:
-        return clean(await asyncio.to_thread(run.trainer.model))
+        try:
+            return clean(await asyncio.to_thread(run.runner.model))
+        except ControlError as exc:
+            raise HTTPException(409, str(exc)) from exc
     saved = store.read_events(run_id, types={"model"}) if store.get_run(run_id) else None
     if saved is None:
         raise not_found(run_id)
