@@ -106,11 +106,12 @@ class Channel:
         """Drain, serialise once, fan out; then rest so frames stay ≤60 a second."""
         while not self.ended:
             await self.wake.wait()
+            began = time.monotonic()
             self.wake.clear()
             self.poked = False
             for message in self._drain():
                 self._broadcast(message)
-            await asyncio.sleep(FRAME_INTERVAL)
+            await asyncio.sleep(max(0.0, FRAME_INTERVAL - (time.monotonic() - began)))
 
     def _drain(self) -> list[dict]:
         blocks, evals, others = [], [], []

@@ -1,0 +1,362 @@
+"""Browser benchmark: the page joins a run streaming at full speed with a 1,000,000-step history.
+
+    .venv/bin/python bench/browser.py                   # 1M-step history, 20 s window, 3 rounds
+    .venv/bin/python bench/browser.py --seconds 5 --repeats 1 --history 200000   # a quick look
+    .venv/bin/python bench/browser.py --profile /tmp/page.cpuprofile           # where the time goes
+
+It starts the real server (`backbeat --no-browser` in a subprocess, free port, temporary data
+folder), trains one unpaced run until its step counter passes --history, then, while the run
+keeps training at full speed, opens the page in headless system Chromium (never a download),
+which joins the newest live run on load; it clicks "enable sound" so the audio clock runs.
+Over the measured window it records, from an init script in the page:
+- frame times: deltas between requestAnimationFrame callbacks (p50, p95, max, frames > 50 ms);
+- late notes: every AudioScheduledSourceNode.start(when) with `when` < context.currentTime at
+  that call (a source scheduled behind the audio clock), and every `backbeat:note` event whose
+  `time` is already behind currentTime when it is announced;
+- websocket frames received per second, steps the page took in, and long tasks (> 50 ms);
+and, from the server, the run's steps per second. Main-thread busy time comes from the Chrome
+DevTools protocol (Performance.getMetrics). Targets: p95 frame time <= 20 ms, zero late notes.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = {  # the Playground net: small, so training streams ~30,000 steps/s
+    "dataset": "spiral",
+    "hidden": [8, 8],
+    "steps_per_second": None,
+    "max_steps": 10_000_000,
+    "seed": 1,
+}
+VIEWPORT = {"width": 1600, "height": 900}  # as the browser tests use
+WARMUP = 3.0  # s after sound is enabled before the window opens
+LONG_FRAME = 50.0  # ms
+TARGET_P95 = 20.0  # ms
+CHROMIUM_ARGS = ["--no-sandbox", "--autoplay-policy=no-user-gesture-required"]
+
+# Installed before any page script runs. Nothing is measured until __bench.begin().
+PROBE = """
+(() => {
+  const b = (window.__bench = {
+    on: false, frames: [], joinFrames: [], lateStarts: [], starts: 0, notes: Counter(), lateNotes: [],
+    ws: 0, wsFrames: 0, wsBytes: 0, longTasks: [],
+    begin() {
+      Object.assign(b, { on: true, frames: [], lateStarts: [], starts: 0, notes: Counter(),
+        lateNotes: [], ws: 0, wsFrames: 0, wsBytes: 0, longTasks: [] });
+      b.joined = b.joinFrames;
+      b.step0 = window.backbeat.state.step;
+      b.t0 = performance.now();
+    },
+    end() {
+      b.on = false;
+      return { frames: b.frames, lateStarts: b.lateStarts, starts: b.starts, notes: b.notes,
+        lateNotes: b.lateNotes, ws: b.ws, wsFrames: b.wsFrames, wsBytes: b.wsBytes,
+        longTasks: b.longTasks, joinFrames: b.joined, steps: window.backbeat.state.step - b.step0,
+        seconds: (performance.now() - b.t0) / 1000 };
+    },
+  });
+  function Counter() { return Object.create(null); }
+  let last = null;
+  const tick = (t) => {
+    if (last !== null) (b.on ? b.frames : b.joinFrames).push(t - last);
+    last = t;
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+  const start = AudioScheduledSourceNode.prototype.start;
+  AudioScheduledSourceNode.prototype.start = function (when = 0, ...rest) {
+    if (b.on) {
+      const now = this.context.currentTime;
+      b.starts += 1;
+      if (when !== 0 && when < now) b.lateStarts.push((now - when) * 1000);
+    }
+    return start.call(this, when, ...rest);
+  };
+  addEventListener('backbeat:note', (e) => {
+    if (!b.on) return;
+    const ctx = window.backbeat.audio.ctx;
+    b.notes[e.detail.kind] = (b.notes[e.detail.kind] || 0) + 1;
+    if (ctx && e.detail.time < ctx.currentTime) b.lateNotes.push((ctx.currentTime - e.detail.time) * 1000);
+  });
+  const Socket = window.WebSocket;
+  window.WebSocket = class extends Socket {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (e) => {
+        if (!b.on) return;
+        b.ws += 1;
+        b.wsBytes += e.data.length;
+        if (e.data.slice(0, 24).includes('frame')) b.wsFrames += 1;
+      });
+    }
+  };
+  new PerformanceObserver((list) => {
+    if (b.on) for (const e of list.getEntries()) b.longTasks.push(e.duration);
+  }).observe({ type: 'longtask' });
+})();
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its live descendants (the server trains runs in children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += cpu_seconds(int(child))
+    return total
+
+
+def chromium_path() -> str:
+    path = os.environ.get("BACKBEAT_CHROMIUM") or shutil.which("chromium")
+    if not path:
+        sys.exit("no system Chromium: apt-get install -y chromium (or set BACKBEAT_CHROMIUM)")
+    return path
+
+
+class Server:
+    """`backbeat --no-browser` on a free port and a temporary data folder, as a user starts it."""
+
+    def __init__(self, data: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        argv = [sys.executable, "-m", "app.cli", "--no-browser", "--port", str(self.port),
+                "--data", str(data)]  # fmt: skip
+        env = {**os.environ, "BACKBEAT_DATA": str(data)}
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                sys.exit(f"server exited early:\n{log.read_text()}")
+            try:
+                self.http.get("/api/health").raise_for_status()
+                return
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def step(self, run_id: str) -> tuple[float, int]:
+        t0 = time.time()
+        step = self.http.get(f"/api/runs/{run_id}").json()["step"]
+        return (t0 + time.time()) / 2, step
+
+    def close(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(15)
+
+
+def grow_history(server: Server, steps: int) -> tuple[str, float]:
+    """Create the unpaced run and wait until it has trained `steps` steps; returns its id and rate."""
+    r = server.http.post("/api/runs", json=RUN)
+    r.raise_for_status()
+    run_id = r.json()["id"]
+    t0, _ = server.step(run_id)
+    while True:
+        t, step = server.step(run_id)
+        print(f"\r  history: {step:>9,} / {steps:,} steps", end="", flush=True)
+        if step >= steps:
+            print()
+            return run_id, step / (t - t0)
+        time.sleep(1.0)
+
+
+def cpu_profile_summary(profile: dict, top: int = 20) -> list[tuple[float, str]]:
+    """Self time per function (ms) from a DevTools .cpuprofile."""
+    nodes = {n["id"]: n for n in profile["nodes"]}
+    deltas = profile["timeDeltas"]
+    self_us: Counter = Counter()
+    for sample, dt in zip(profile["samples"], deltas, strict=True):
+        f = nodes[sample]["callFrame"]
+        where = f"{f['functionName'] or '(anonymous)'} {Path(f['url']).name}:{f['lineNumber'] + 1}"
+        self_us[where if f["url"] else f["functionName"] or "(program)"] += dt
+    return [(us / 1000, name) for name, us in self_us.most_common(top)]
+
+
+def measure_once(browser, server: Server, run_id: str, args: argparse.Namespace) -> dict:
+    context = browser.new_context(viewport=VIEWPORT)
+    context.add_init_script(PROBE)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    try:
+        t_open = time.monotonic()
+        page.goto(server.url)
+        page.wait_for_function(
+            "id => window.backbeat && window.backbeat.state.runId === id && window.backbeat.state.step > 0",
+            arg=run_id,
+        )
+        joined = time.monotonic() - t_open
+        page.get_by_test_id("enable-sound").click()
+        page.wait_for_function("window.backbeat.audio.live")
+        time.sleep(WARMUP)
+        cdp = context.new_cdp_session(page)
+        cdp.send("Performance.enable")
+        if args.profile:
+            cdp.send("Profiler.enable")
+            cdp.send("Profiler.setSamplingInterval", {"interval": 250})
+            cdp.send("Profiler.start")
+        m0 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+        (t0, s0), c0 = server.step(run_id), cpu_seconds(server.proc.pid)
+        page.evaluate("window.__bench.begin()")
+        time.sleep(args.seconds)
+        got = page.evaluate("window.__bench.end()")
+        (t1, s1), c1 = server.step(run_id), cpu_seconds(server.proc.pid)
+        m1 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+        if args.profile:
+            profile = cdp.send("Profiler.stop")["profile"]
+            Path(args.profile).write_text(json.dumps(profile))
+            got["profile_top"] = cpu_profile_summary(profile)
+        state = page.evaluate("window.backbeat.state")
+    finally:
+        context.close()
+    span = t1 - t0
+    frames = np.array(got["frames"]) if got["frames"] else np.array([np.nan])
+    join = np.array(got["joinFrames"]) if got["joinFrames"] else np.array([np.nan])
+    busy = {k: (m1[k] - m0[k]) / got["seconds"] for k in
+            ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration")}  # fmt: skip
+    return {
+        "join_s": joined,
+        "history_steps": s0,
+        "frame_ms": {
+            "n": len(got["frames"]),
+            "p50": float(np.percentile(frames, 50)),
+            "p95": float(np.percentile(frames, 95)),
+            "max": float(frames.max()),
+            "long": int((frames > LONG_FRAME).sum()),
+            "fps": len(got["frames"]) / got["seconds"],
+        },
+        "join_frame_ms": {"max": float(join.max()), "long": int((join > LONG_FRAME).sum())},
+        "late_starts": len(got["lateStarts"]),
+        "late_start_ms_max": max(got["lateStarts"], default=0.0),
+        "source_starts": got["starts"],
+        "late_notes": len(got["lateNotes"]),
+        "late_note_ms_max": max(got["lateNotes"], default=0.0),
+        "notes": got["notes"],
+        "ws_frames_per_s": got["wsFrames"] / got["seconds"],
+        "ws_messages_per_s": got["ws"] / got["seconds"],
+        "ws_kib_per_s": got["wsBytes"] / 1024 / got["seconds"],
+        "page_steps_per_s": got["steps"] / got["seconds"],
+        "run_steps_per_s": (s1 - s0) / span,
+        "server_cpu_cores": (c1 - c0) / span,
+        "main_thread_busy": busy,
+        "long_tasks": len(got["longTasks"]),
+        "long_task_ms_max": max(got["longTasks"], default=0.0),
+        "gaps": state["gaps"],
+        "errors": errors,
+        "load_avg_1min": os.getloadavg()[0],
+        "profile_top": got.get("profile_top"),
+    }
+
+
+def print_round(i: int, r: dict) -> None:
+    f, busy = r["frame_ms"], r["main_thread_busy"]
+    notes = ", ".join(f"{k} {v}" for k, v in sorted(r["notes"].items()))
+    print(f"round {i}: joined in {r['join_s']:.1f} s at step {r['history_steps']:,}; "
+          f"load avg {r['load_avg_1min']:.2f}")  # fmt: skip
+    print(f"  frame time   p50 {f['p50']:.1f} ms  p95 {f['p95']:.1f} ms  max {f['max']:.1f} ms  "
+          f"long (>{LONG_FRAME:g} ms) {f['long']} of {f['n']}  ({f['fps']:.1f} rAF/s)")  # fmt: skip
+    print(f"  late notes   {r['late_starts']} of {r['source_starts']} source starts "
+          f"(worst {r['late_start_ms_max']:.1f} ms); {r['late_notes']} announced notes behind "
+          f"the clock (worst {r['late_note_ms_max']:.1f} ms); notes: {notes}")  # fmt: skip
+    print(f"  stream       {r['ws_frames_per_s']:.1f} frames/s ({r['ws_messages_per_s']:.1f} "
+          f"messages/s, {r['ws_kib_per_s']:.0f} KiB/s); page took {r['page_steps_per_s']:,.0f} "
+          f"steps/s; run trained {r['run_steps_per_s']:,.0f} steps/s; gaps {r['gaps']}")  # fmt: skip
+    print(f"  main thread  busy {busy['TaskDuration']:.0%} (script {busy['ScriptDuration']:.0%}, "
+          f"layout {busy['LayoutDuration']:.0%}, style {busy['RecalcStyleDuration']:.0%}); "
+          f"long tasks {r['long_tasks']} (worst {r['long_task_ms_max']:.0f} ms); "
+          f"server {r['server_cpu_cores']:.2f} cores")  # fmt: skip
+    j = r["join_frame_ms"]
+    print(f"  joining      from load to the window: worst frame {j['max']:.0f} ms, "
+          f"{j['long']} long frames")  # fmt: skip
+    if r["errors"]:
+        print(f"  page errors  {r['errors'][:3]}")
+    if r["profile_top"]:
+        print("  profile, self time (ms) over the window:")
+        for ms, name in r["profile_top"]:
+            print(f"    {ms:8.1f}  {name}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=20.0, help="measured window (default 20 s)")
+    p.add_argument("--repeats", type=int, default=3, help="rounds, a fresh page each (default 3)")
+    p.add_argument("--history", type=int, default=1_000_000, help="steps trained before joining")
+    p.add_argument("--profile", metavar="FILE", help="record a CPU profile of the last round")
+    p.add_argument("--json", action="store_true", help="also print every round as JSON")
+    args = p.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    print(f"chromium {chromium_path()} (headless, software rendering), {VIEWPORT['width']}x"
+          f"{VIEWPORT['height']}; {os.cpu_count()} CPUs")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="backbeat-bench-") as tmp:
+        server = Server(Path(tmp) / "data", Path(tmp) / "server.log")
+        try:
+            run_id, rate = grow_history(server, args.history)
+            print(f"  run {run_id}: {args.history:,} steps at {rate:,.0f} steps/s")
+            rounds = []
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+                try:
+                    for i in range(args.repeats):
+                        last = i == args.repeats - 1
+                        opts = argparse.Namespace(**{**vars(args), "profile": last and args.profile})
+                        rounds.append(measure_once(browser, server, run_id, opts))
+                        print_round(i + 1, rounds[-1])
+                finally:
+                    browser.close()
+            server.http.post(f"/api/runs/{run_id}/control", json={"action": "stop"})
+        finally:
+            server.close()
+    med = lambda f: float(np.median([f(r) for r in rounds]))  # noqa: E731
+    p95 = med(lambda r: r["frame_ms"]["p95"])
+    late = med(lambda r: r["late_starts"] + r["late_notes"])
+    print(f"\nmedian of {len(rounds)} round(s), {args.seconds:g} s windows:")
+    print(f"  frame time p50 {med(lambda r: r['frame_ms']['p50']):.1f} ms, "
+          f"p95 {p95:.1f} ms, max {med(lambda r: r['frame_ms']['max']):.1f} ms, "
+          f"long frames {med(lambda r: r['frame_ms']['long']):g}")  # fmt: skip
+    print(f"  late notes {med(lambda r: r['late_starts']):g} source starts, "
+          f"{med(lambda r: r['late_notes']):g} announced notes")  # fmt: skip
+    print(f"  {med(lambda r: r['ws_frames_per_s']):.1f} frames/s received, run at "
+          f"{med(lambda r: r['run_steps_per_s']):,.0f} steps/s")  # fmt: skip
+    ok_frames, ok_late = p95 <= TARGET_P95, late == 0
+    print(f"  p95 frame time <= {TARGET_P95:g} ms: {'met' if ok_frames else 'MISSED'}; "
+          f"zero late notes: {'met' if ok_late else 'MISSED'}")  # fmt: skip
+    if args.json:
+        print(json.dumps(rounds, indent=1))
+    return 0 if ok_frames and ok_late else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
