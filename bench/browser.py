@@ -296,7 +296,7 @@ def print_round(i: int, r: dict) -> None:
     print(f"  main thread  busy {busy['TaskDuration']:.0%} (script {busy['ScriptDuration']:.0%}, "
           f"layout {busy['LayoutDuration']:.0%}, style {busy['RecalcStyleDuration']:.0%}); "
           f"long tasks {r['long_tasks']} (worst {r['long_task_ms_max']:.0f} ms); "
-          f"server {r['server_cpu_cores']:.2f} cores")  # fmt: skip
+          f"server+trainer {r['server_cpu_cores']:.2f} cores")  # fmt: skip
     j = r["join_frame_ms"]
     print(f"  joining      from load to the window: worst frame {j['max']:.0f} ms, "
           f"{j['long']} long frames")  # fmt: skip
