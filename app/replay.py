@@ -55,6 +55,18 @@ def stored_hello(store: RunStore, record: dict) -> dict:
     }
 
 
+def seed_earlier(channel: Channel, store: RunStore, record: dict, start: int) -> None:
+    """A replay scrubbed to `start` begins with the run's history before it, as a late joiner's."""
+    if start <= 0:
+        return
+    earlier = store.read_steps(record["id"], stop=start)
+    if len(earlier["step"]):
+        channel.history.add(thin(earlier))
+    evals = [e for e in store.read_events(record["id"], types={"eval"}) if e["step"] < start]
+    if evals:
+        channel._remember_evals(evals)
+
+
 def _slice(block: StepBlock, lo: int, hi: int) -> StepBlock:
     return {name: col[lo:hi] for name, col in block.items()}
 

@@ -20,6 +20,7 @@ from app.security import TOKEN_HEADER, Access, ConnectionLimits, SecurityHeaders
 from app.settings import Settings
 from app.store import RunStore, StoreError
 from app.wire import clean
+from app.worker import SUMMARY_KEYS
 
 log = logging.getLogger("backbeat")
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +53,16 @@ class Backbeat(FastAPI):
         return SecurityHeaders(super().build_middleware_stack())
 
 
+def summarise_interrupted(store: RunStore, run_ids: list[str]) -> None:
+    """Give runs cut off by a crash the summary their last stored evaluation allows."""
+    for run_id in run_ids:
+        evals = store.read_events(run_id, types={"eval"})
+        record = store.get_run(run_id)
+        summary = {k: evals[-1].get(k) for k in SUMMARY_KEYS} if evals else {}
+        summary.update(state="interrupted", step=record["step"], reason="the server stopped")
+        store.set_state(run_id, "interrupted", summary=summary)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -61,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         interrupted = store.mark_interrupted()
         if interrupted:
             log.warning("marked %d run(s) cut off by a crash as interrupted", len(interrupted))
+            summarise_interrupted(store, interrupted)
         store.prune()
         app.state.store = store
         app.state.manager = RunManager(store, settings.max_concurrent_runs, settings.isolation)

@@ -87,6 +87,8 @@ def test_a_crash_leaves_the_run_interrupted_with_its_flushed_metrics(
         assert len(steps) >= flushed
         assert steps == list(range(1, len(steps) + 1))  # whole chunks, no gaps
         assert run["step"] >= 1
+        summary = run["summary"]  # filled in from the last stored evaluation
+        assert summary["state"] == "interrupted" and summary["train_loss"] > 0
 
 
 def test_the_same_seed_gives_identical_metrics(api):

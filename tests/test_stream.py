@@ -224,6 +224,19 @@ def test_unknown_run_closes_4004(api):
         assert err.value.code == 4004
 
 
+def test_a_replay_scrubbed_to_a_step_starts_with_the_history_before_it(api):
+    run_id = api.create(**{**HELD, "max_steps": 400, "start_paused": False})
+    api.wait_state(run_id, "finished")
+    with api.client.websocket_connect(f"/ws/runs/{run_id}?replay=1&start=200") as ws:
+        hello = receive(ws)
+        first = receive_until(ws, "frame")[-1]
+    assert hello["replay"] is True and hello["start"] == 200
+    earlier = hello["history"]["step"]
+    assert earlier and earlier[0] == 1 and earlier[-1] < 200
+    assert hello["evals"] and all(e["step"] < 200 for e in hello["evals"])
+    assert first["beats"]["step"][0] == 200
+
+
 def _events(messages: list[dict]) -> list[dict]:
     return [{k: v for k, v in m.items() if k != "seq"} for m in messages if m["type"] in EVENTS]
 

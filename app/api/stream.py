@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from app.api.runs import Control, apply_control
 from app.hub import EVICTED, Channel, Viewer
-from app.replay import play, stored_description, stored_hello
+from app.replay import play, seed_earlier, stored_description, stored_hello
 from app.runner import ControlError
 from app.security import RateLimit, origin_allowed
 from app.wire import clean, dumps
@@ -235,10 +235,11 @@ async def _replay(session: Session, store, record: dict, steps_per_second: float
         persist_steps=lambda block: None,
         persist_event=lambda event: None,
     )
+    await asyncio.to_thread(seed_earlier, channel, store, record, start)
     pump = asyncio.create_task(channel.pump())
     feeder = asyncio.create_task(play(channel, store, record, steps_per_second, start))
     try:
-        with channel.subscribe(replay=True) as (viewer, hello):
+        with channel.subscribe(replay=True, start=start) as (viewer, hello):
             await session.hold(hello, viewer, None)
     finally:
         feeder.cancel()
