@@ -137,37 +137,31 @@ class LiveServer:
             self.proc.wait(10)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("backbeat")
-    live = LiveServer(root / "data", root)
+def _healthy(live: LiveServer) -> Iterator[LiveServer]:
+    """Yield the server once it answers /api/health; always shut it down after."""
     try:
         wait_for(live.healthy, 30, f"{live.url}/api/health")
         yield live
     finally:
         live.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Iterator[LiveServer]:
+    root = tmp_path_factory.mktemp("backbeat")
+    yield from _healthy(LiveServer(root / "data", root))
 
 
 @pytest.fixture
 def shared_server(tmp_path) -> Iterator[LiveServer]:
     """A server shared with the room: presenters hold PRESENTER_TOKEN, everyone else watches."""
-    live = LiveServer(tmp_path / "data", tmp_path, token=PRESENTER_TOKEN)
-    try:
-        wait_for(live.healthy, 30, f"{live.url}/api/health")
-        yield live
-    finally:
-        live.close()
+    yield from _healthy(LiveServer(tmp_path / "data", tmp_path, token=PRESENTER_TOKEN))
 
 
 @pytest.fixture
 def own_server(tmp_path) -> Iterator[LiveServer]:
     """A server of the test's own, free to be killed and restarted."""
-    live = LiveServer(tmp_path / "data", tmp_path)
-    try:
-        wait_for(live.healthy, 30, f"{live.url}/api/health")
-        yield live
-    finally:
-        live.close()
+    yield from _healthy(LiveServer(tmp_path / "data", tmp_path))
 
 
 def chromium_path() -> str | None:
