@@ -14,12 +14,14 @@ Targets: p99 <= 50 ms, zero evictions, training >= 0.9x its rate with no viewers
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -130,12 +132,16 @@ class Viewers:
         """Per-viewer frame counts, and a histogram of every delivered step's latency."""
         bins = np.zeros(int(LATENCY_MAX / LATENCY_BIN) + 1, dtype=np.int64)
         newest = []
+        by_seq: dict[int, list[float]] = {}
         for arrivals in self.arrivals:
             for seq, now in arrivals:
-                lat = now - self.t_by_seq[seq]
-                idx = np.clip((lat / LATENCY_BIN).astype(np.int64), 0, len(bins) - 1)
-                bins += np.bincount(idx, minlength=len(bins))
-                newest.append(lat[-1])
+                by_seq.setdefault(seq, []).append(now)
+        for seq, times in by_seq.items():  # one histogram update per frame, all viewers at once
+            t = self.t_by_seq[seq]
+            lat = np.asarray(times)[:, None] - t[None, :]
+            idx = np.clip((lat / LATENCY_BIN).astype(np.int64), 0, len(bins) - 1)
+            bins += np.bincount(idx.ravel(), minlength=len(bins))
+            newest.extend(lat[:, -1].tolist())
         return {
             "frames": [len(a) for a in self.arrivals],
             "latency_bins": {int(k): int(bins[k]) for k in np.flatnonzero(bins)},
@@ -151,6 +157,20 @@ def viewer_process(url: str, n: int) -> None:
 
 
 # -- the benchmark -------------------------------------------------------------------
+
+
+def stalled_client(port: int, path: str) -> socket.socket:
+    """A websocket client that completes the upgrade and then never reads a byte."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    return s
 
 
 def free_port() -> int:
@@ -224,12 +244,31 @@ class Bench:
 
         alone = self.create()
         time.sleep(WARMUP)
-        rate_alone, cpu_alone, _ = self.training_rate(alone, a.seconds)
+        self.rate_alone, self.cpu_alone, _ = self.training_rate(alone, a.seconds)
         self.http.post(f"/api/runs/{alone}/control", json={"action": "stop"})
 
+        watched = self.watch(a.viewers)
+        if a.stalled:
+            stalled = self.watch(a.viewers, stalled=a.stalled)
+            watched["stalled"] = {
+                "clients": a.stalled,
+                "evicted_within_s": stalled.pop("stalled_evicted_s"),
+                "p99_ms": stalled["latency_ms_every_step"]["p99"],
+                "p99_rise_ms": stalled["latency_ms_every_step"]["p99"]
+                - watched["latency_ms_every_step"]["p99"],
+                "rss_mib": [watched["server_rss_mib"], stalled["server_rss_mib"]],
+                "evicted_viewers": stalled["evicted"],
+                "rate_watched": stalled["steps_per_s"]["watched"],
+            }
+        return watched
+
+    def watch(self, viewers: int, stalled: int = 0) -> dict:
+        """One run streamed to `viewers` clients (plus `stalled` ones that never read)."""
+        a = self.args
         watched = self.create(start_paused=True)
-        url = f"ws://127.0.0.1:{self.port}/ws/runs/{watched}"
-        shares = [a.viewers // a.client_procs + (i < a.viewers % a.client_procs)
+        path = f"/ws/runs/{watched}"
+        url = f"ws://127.0.0.1:{self.port}{path}"
+        shares = [viewers // a.client_procs + (i < viewers % a.client_procs)
                   for i in range(a.client_procs)]  # fmt: skip
         clients = [
             subprocess.Popen(
@@ -243,11 +282,21 @@ class Bench:
         ]
         for c in clients:
             assert c.stdout.readline().strip() == "ready", "viewers could not connect"
+        sockets = [stalled_client(self.port, path) for _ in range(stalled)]
+        baseline = self.connections()
         self.http.post(f"/api/runs/{watched}/control", json={"action": "resume"})
+        resumed = time.monotonic()
         start = time.time() + WARMUP
         for c in clients:
             c.stdin.write(f"{start} {start + a.seconds}\n")
             c.stdin.flush()
+        evicted_at: list[float] = []
+        if stalled:  # watch the open-connection count fall back as the stalled ones go
+            threading.Thread(
+                target=self.await_evictions,
+                args=(baseline - stalled, resumed, evicted_at),
+                daemon=True,
+            ).start()
         time.sleep(WARMUP)
         client_cpu0 = sum(cpu_seconds(c.pid) for c in clients)
         rate_watched, cpu_watched, span = self.training_rate(watched, a.seconds)
@@ -255,12 +304,14 @@ class Bench:
         rss, peak = rss_mib(self.server.pid)
         results = [json.loads(c.communicate(timeout=120)[0]) for c in clients]
         self.http.post(f"/api/runs/{watched}/control", json={"action": "stop"})
+        for s in sockets:
+            s.close()
         sizes = np.array(results[0]["sizes"]).reshape(-1, 2)
-        return self.report(
+        out = self.report(
             results,
-            rate_alone=rate_alone,
+            rate_alone=self.rate_alone,
             rate_watched=rate_watched,
-            cpu_alone=cpu_alone,
+            cpu_alone=self.cpu_alone,
             cpu_watched=cpu_watched,
             client_cpu=client_cpu,
             rss=rss,
@@ -268,6 +319,20 @@ class Bench:
             frame_kib=float(np.median(sizes[:, 0])) / 1024,
             steps_per_frame=float(np.median(sizes[:, 1])),
         )
+        if stalled:
+            out["stalled_evicted_s"] = evicted_at[0] if evicted_at else None
+        return out
+
+    def connections(self) -> int:
+        return self.http.get("/api/health").json()["connections"]
+
+    def await_evictions(self, target: int, since: float, found: list[float]) -> None:
+        deadline = since + 60
+        while time.monotonic() < deadline:
+            if self.connections() <= target:
+                found.append(time.monotonic() - since)
+                return
+            time.sleep(0.25)
 
     def report(self, results: list[dict], **m) -> dict:
         a = self.args
@@ -343,6 +408,16 @@ def print_report(r: dict) -> None:
           f" after the watched one ({os.cpu_count()} CPUs)")  # fmt: skip
     print(f"frames             median {r['frame_kib_median']} KiB carrying"
           f" {r['steps_per_frame_median']:g} steps")  # fmt: skip
+    if st := r.get("stalled"):
+        ev = st["evicted_within_s"]
+        print(
+            f"stalled clients    {st['clients']}: all gone "
+            + (f"{ev:.1f} s after the run resumed" if ev is not None else "NOT within 60 s")
+        )
+        print(f"  with them        p99 {st['p99_ms']:.1f} ms ({st['p99_rise_ms']:+.1f} ms),"
+              f" RSS {st['rss_mib'][0]} -> {st['rss_mib'][1]} MiB,"
+              f" viewers evicted {st['evicted_viewers']},"
+              f" training {st['rate_watched']:.0f} steps/s")  # fmt: skip
     print("targets            " + ", ".join(f"{k}: {'ok' if v else 'MISSED'}"
                                             for k, v in r["verdict"].items()))  # fmt: skip
 
@@ -361,6 +436,12 @@ def main() -> None:
     p.add_argument("--client-procs", type=int, default=1, help="viewer processes (1 or 2)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
     p.add_argument("--tempo", type=float, default=None, help="pace the runs (default: unpaced)")
+    p.add_argument(
+        "--stalled",
+        type=int,
+        default=0,
+        help="then repeat with this many extra clients that connect and never read",
+    )
     p.add_argument(
         "--switch-interval", type=float, default=0.0, help="server's GIL switch interval, s"
     )

@@ -10,8 +10,10 @@ router = APIRouter(prefix="/api", tags=["meta"])
 
 
 @router.get("/health")
-def health() -> dict:
-    return {"status": "ok", "version": __version__}
+def health(request: Request) -> dict:
+    """Liveness, and how many websockets are open (operators watch it during a talk)."""
+    limits = request.app.state.limits
+    return {"status": "ok", "version": __version__, "connections": sum(limits.open.values())}
 
 
 @router.get("/session")
