@@ -13,6 +13,8 @@ from app.wire import block_columns, clean, column, dumps
 
 FRAME_INTERVAL = 1 / 60  # s: at most ~60 messages a second per run, however fast training goes
 VIEWER_QUEUE = 240  # messages a viewer may lag (about 4 s of frames) before eviction
+EVALS_PER_TICK = 4  # a tick with more evals than this sends only the newest (unpaced runs)
+MAX_LAG = 5.0  # s the oldest message may wait for a viewer before it is evicted
 RECENT_EVALS = 200  # evals (without grids) kept for a late joiner's charts
 EVICTED = 4008  # websocket close code for a viewer that cannot keep up
 DISCRETE_EVENTS = ("chime", "alarm", "overfit")
@@ -21,26 +23,46 @@ log = logging.getLogger(__name__)
 
 
 class Viewer:
-    """One websocket's outbox; a `None` in it means: close, you fell too far behind."""
+    """One websocket's outbox; a `None` in it means: close, you fell too far behind.
+
+    A viewer is evicted when its oldest unsent message has waited MAX_LAG, or when the
+    queue overflows, whichever comes first, so a stalled client goes within seconds
+    whatever the frame rate.
+    """
 
     def __init__(self, maxsize: int = VIEWER_QUEUE) -> None:
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize)
+        self.queued_at: deque[float] = deque()  # when each queued message was offered
         self.evicted = False
         self.dropped = asyncio.Event()  # set on eviction, even while a send is stuck
 
     def offer(self, text: str) -> bool:
         if self.evicted:
             return False
+        now = time.monotonic()
+        if self.queued_at and now - self.queued_at[0] > MAX_LAG:
+            return self._evict()
         try:
             self.queue.put_nowait(text)
-            return True
         except asyncio.QueueFull:
-            self.evicted = True
-            self.dropped.set()
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(None)
-            return False
+            return self._evict()
+        self.queued_at.append(now)
+        return True
+
+    async def take(self) -> str | None:
+        text = await self.queue.get()
+        if self.queued_at:
+            self.queued_at.popleft()
+        return text
+
+    def _evict(self) -> bool:
+        self.evicted = True
+        self.dropped.set()
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queued_at.clear()
+        self.queue.put_nowait(None)
+        return False
 
 
 class Channel:
@@ -134,7 +156,7 @@ class Channel:
             }
             messages.append(frame)
         if evals:
-            messages.append(self._remember_evals(evals))
+            messages.extend(self._remember_evals(evals))
         for event in others:
             if event["type"] in DISCRETE_EVENTS:
                 self.events.append(event)
@@ -142,8 +164,8 @@ class Channel:
             messages.append(event)
         return messages
 
-    def _remember_evals(self, evals: list[dict]) -> dict:
-        """Coalesce a tick's evals into the newest one, carrying the newest decision grid."""
+    def _remember_evals(self, evals: list[dict]) -> list[dict]:
+        """A tick's evals to send: all of a few, else the newest; only the newest has a grid."""
         newest = dict(evals[-1])
         if newest.get("grid") is None:
             grids = [e["grid"] for e in evals if e.get("grid") is not None]
@@ -155,7 +177,9 @@ class Channel:
             self.last_eval = newest
         else:
             self.last_eval = {**newest, "grid": self.last_eval.get("grid")}
-        return newest
+        if len(evals) > EVALS_PER_TICK:
+            return [newest]
+        return [{**e, "grid": None} for e in evals[:-1]] + [newest]
 
     def _broadcast(self, message: dict) -> None:
         self.seq += 1

@@ -17,7 +17,12 @@ LOSS_TOLERANCE = 1e-5
 
 
 def test_health(api):
-    assert api.client.get("/api/health").json() == {"status": "ok", "version": __version__}
+    health = api.client.get("/api/health").json()
+    assert health == {"status": "ok", "version": __version__, "connections": 0}
+    run_id = api.create(**{"dataset": "xor", "start_paused": True})
+    with api.client.websocket_connect(f"/ws/runs/{run_id}") as ws:
+        ws.receive_text()
+        assert api.client.get("/api/health").json()["connections"] == 1
 
 
 def test_datasets_describe_task_features_and_parameters(api):

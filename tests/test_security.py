@@ -364,7 +364,7 @@ def test_a_full_viewer_queue_is_evicted_without_holding_up_the_others():
             slow.queue = asyncio.Queue(3)
             for _ in range(10):
                 channel._broadcast({"type": "frame"})
-                await fast.queue.get()  # the fast viewer reads everything
+                await fast.take()  # the fast viewer reads everything
             assert slow.evicted and slow.dropped.is_set() and channel.evictions == 1
             assert slow not in channel.viewers and fast in channel.viewers
             assert slow.queue.get_nowait() is None and slow.queue.empty()

@@ -294,7 +294,7 @@ def _run_channel(fast: Viewer, slow: Viewer, n_blocks: int) -> tuple[Channel, li
         trainer = threading.Thread(target=train)
         trainer.start()
         while not received or json.loads(received[-1])["type"] != "end":
-            received.append(await asyncio.wait_for(fast.queue.get(), 5))
+            received.append(await asyncio.wait_for(fast.take(), 5))
         trainer.join()
         await asyncio.wait_for(pump, 5)
         return channel, received
@@ -376,3 +376,17 @@ def test_an_evicted_websocket_is_closed_with_4008(api, monkeypatch):
                 receive(ws)
     assert err.value.code == EVICTED
     assert api.wait_state(run_id, "finished")["step"] == 2000  # training never noticed
+
+
+def test_a_viewer_whose_oldest_message_waits_too_long_is_evicted():
+    async def scenario():
+        viewer = Viewer()
+        assert viewer.offer("first")
+        assert viewer.offer("second")
+        assert await viewer.take() == "first"  # reading keeps a viewer in
+        viewer.queued_at[0] -= hub.MAX_LAG + 1  # "second" has now waited past the limit
+        assert not viewer.offer("third")
+        assert viewer.evicted and viewer.dropped.is_set()
+        assert await viewer.take() is None  # the sender's cue to close with 4008
+
+    asyncio.run(scenario())

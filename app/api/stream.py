@@ -73,7 +73,7 @@ class Session:
 
     async def send_queue(self, viewer: Viewer) -> None:
         while True:
-            text = await viewer.queue.get()
+            text = await viewer.take()
             if text is None:
                 self.closing = (EVICTED, "viewer too slow: evicted")
                 return
