@@ -7,6 +7,7 @@ import * as voices from './voices.js';
 const TICK = 0.025; // s, scheduler period (setInterval)
 const SCHEDULE_AHEAD = 0.1; // s, how far ahead of the audio clock notes are committed
 const LATE_LIMIT = 0.05; // s, steps later than this are skipped (the tab slept), not crammed in
+const START_MARGIN = 0.01; // s, a note that is due already starts this far ahead of the clock, read afresh
 const MAX_BEATS_PER_SECOND = 16; // faster than this beats fuse: one beat per group of steps
 const MAX_NOTES_PER_SECOND = 150; // beats + echoes + test voice together
 const BEAT_GAIN = 0.42;
@@ -148,7 +149,7 @@ export class AudioEngine {
     while (this.head < this.buffer.length && this.buffer[this.head].time < horizon) {
       const item = this.buffer[this.head++];
       if (item.kind === 'step') this.takeStep(item, now);
-      else this.playCue(item, now);
+      else this.playCue(item);
     }
     if (this.head > 1024) {
       this.buffer = this.buffer.slice(this.head);
@@ -194,6 +195,7 @@ export class AudioEngine {
   }
 
   beat(time) {
+    time = Math.max(time, this.now() + START_MARGIN); // the clock moved on while this tick ran
     const b = this.group.mean();
     this.group.clear();
     if (Number.isFinite(this.lastBeat)) {
@@ -237,8 +239,8 @@ export class AudioEngine {
     this.note({ kind: 'test-voice', step: b.step, time, gain: TEST_GAIN, frequency: frequency * 2 ** (cents / 1200), level: cents / 90, duration: 0.3 });
   }
 
-  playCue(item, now) {
-    const time = Math.max(item.time, now + 0.01);
+  playCue(item) {
+    const time = Math.max(item.time, this.now() + START_MARGIN);
     const step = item.data.step;
     if (item.kind === 'chime') {
       const frequency = this.live ? voices.chime(this.ctx, this.mixer.cues, time, CUE_GAIN) : 523.25;

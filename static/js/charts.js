@@ -161,13 +161,15 @@ export class LineChart {
   drawSeries(ctx, s, sx, sy) {
     if (!s.length) return;
     if (s.band && s.per > 1) {
+      const band = bandColumns(s, sx);
       ctx.fillStyle = s.color;
       ctx.globalAlpha = 0.18;
       ctx.beginPath();
-      const lowest = this.log ? Math.min(...s.hi.filter((h) => h > 0)) : 0;
+      let lowest = Infinity;
+      if (this.log) for (const h of s.hi) if (h > 0 && h < lowest) lowest = h;
       const floor = (v) => (this.log && !(v > 0) ? lowest : v);
-      for (let i = 0; i < s.length; i++) ctx.lineTo(sx(s.x[i]), sy(s.hi[i]));
-      for (let i = s.length - 1; i >= 0; i--) ctx.lineTo(sx(s.x[i]), sy(floor(s.lo[i])));
+      for (let c = 0; c < band.x.length; c++) ctx.lineTo(sx(band.x[c]), sy(band.hi[c]));
+      for (let c = band.x.length - 1; c >= 0; c--) ctx.lineTo(sx(band.x[c]), sy(floor(band.lo[c])));
       ctx.fill();
       ctx.globalAlpha = 1;
     }
@@ -176,10 +178,11 @@ export class LineChart {
     ctx.lineJoin = 'round';
     ctx.beginPath();
     let pen = false;
-    for (let i = 0; i < s.length; i++) {
+    const drawable = (y) => !this.log || y > 0; // log scale: a zero breaks the line instead of plunging to -∞
+    for (const i of lineVertices(s, sx, drawable)) {
       const y = s.mean(i);
-      if (this.log && !(y > 0)) {
-        pen = false; // log scale: a zero breaks the line instead of plunging to -∞
+      if (!drawable(y)) {
+        pen = false;
         continue;
       }
       if (pen) ctx.lineTo(sx(s.x[i]), sy(y));
@@ -235,6 +238,65 @@ export class LineChart {
       ctx.fill();
     }
   }
+}
+
+// Drawing thins a series to the pixels it covers: history can hold far more buckets than the chart has columns.
+
+/** The band's buckets merged per css pixel column (lowest lo, highest hi): the same outline, fewer vertices. */
+function bandColumns(s, sx) {
+  const band = { x: [], lo: [], hi: [] };
+  let px = null;
+  for (let i = 0; i < s.length; i++) {
+    const p = Math.round(sx(s.x[i]));
+    const c = band.x.length - 1;
+    if (p === px) {
+      band.x[c] = s.x[i];
+      band.lo[c] = Math.min(band.lo[c], s.lo[i]);
+      band.hi[c] = Math.max(band.hi[c], s.hi[i]);
+    } else {
+      px = p;
+      band.x.push(s.x[i]);
+      band.lo.push(s.lo[i]);
+      band.hi.push(s.hi[i]);
+    }
+  }
+  return band;
+}
+
+/** Indices of the line's vertices: per css pixel column its first, lowest, highest and last mean (M4), so it
+ *  rasterises as the full line would; undrawable means stay in, to break the line. */
+function lineVertices(s, sx, drawable) {
+  const out = [];
+  let px = null;
+  let first = -1;
+  let lo = -1;
+  let hi = -1;
+  let last = -1;
+  const flush = () => {
+    if (first < 0) return;
+    for (const i of [first, Math.min(lo, hi), Math.max(lo, hi), last]) if (i !== out[out.length - 1]) out.push(i);
+    first = -1;
+  };
+  for (let i = 0; i < s.length; i++) {
+    const y = s.mean(i);
+    if (!drawable(y)) {
+      flush();
+      out.push(i);
+      px = null;
+      continue;
+    }
+    const p = Math.round(sx(s.x[i]));
+    if (p !== px) {
+      flush();
+      px = p;
+      first = lo = hi = i;
+    }
+    if (y < s.mean(lo)) lo = i;
+    if (y > s.mean(hi)) hi = i;
+    last = i;
+  }
+  flush();
+  return out;
 }
 
 function niceTicks(lo, hi, count) {

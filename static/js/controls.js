@@ -14,6 +14,7 @@ const STEP_RETRY_DELAY = 100; // …this many ms apart
 const MAX_QUEUED_STEPS = 20; // S pressed faster than the server answers: steps wait their turn, up to this many
 const LISTEN_TIMEOUT = 3000; // ms to wait for the run's websocket hello before going on regardless
 const LIVE_STATES = new Set(['starting', 'running', 'paused']);
+const COUNT_FORMAT = new Intl.NumberFormat('en-US'); // toLocaleString builds a formatter per call: slow at 60 Hz
 const STATE_LABELS = {
   idle: 'Ready', starting: 'Starting', running: 'Running', paused: 'Paused', finished: 'Finished',
   stopped: 'Stopped', diverged: 'Diverged', interrupted: 'Interrupted', failed: 'Failed', replaying: 'Replay',
@@ -294,15 +295,18 @@ export class Transport {
     this.el.status.textContent = STATE_LABELS[state] || state;
   }
 
-  /** Counters change the DOM only when their value does. */
+  /** Counters change the DOM only when their value does; true if it did. */
   setCounters(step, epoch) {
+    let changed = false;
     for (const [key, value] of [['step', step], ['epoch', epoch]]) {
       if (this.shown[key] === value) continue;
       this.shown[key] = value;
       const el = this.el[`${key}-count`];
-      el.textContent = value === null || value === undefined ? '–' : value.toLocaleString('en-US');
+      el.textContent = value === null || value === undefined ? '–' : COUNT_FORMAT.format(value);
       el.dataset.value = String(value ?? '');
+      changed = true;
     }
+    return changed;
   }
 
   /** Viewers cannot control the run; during their own replay, play, reset and tempo drive the replay. */

@@ -17,6 +17,7 @@ import { SoundGate } from './soundgate.js';
 import { Stage } from './stage.js';
 
 const POLL = 3000; // ms between looks at the server: viewers follow the live run, everyone sees the link state
+const COUNTER_INTERVAL = 100; // ms: at full speed the counters change ≤ 10 times a second (each change costs a layout)
 const LIVE_STATES = ['starting', 'running', 'paused'];
 const NO_WEIGHTS = ['interrupted', 'failed']; // cut off by a crash: no final model was saved
 
@@ -249,9 +250,10 @@ function toggleHelp() {
   else if (!document.querySelector('dialog[open]')) help.showModal();
 }
 
-function draw() {
+let countedAt = -Infinity;
+function draw(now) {
   stage.draw();
-  transport.setCounters(view.step, view.epoch);
+  if (now - countedAt >= COUNTER_INTERVAL && transport.setCounters(view.step, view.epoch)) countedAt = now;
   soundGate.update();
   requestAnimationFrame(draw);
 }

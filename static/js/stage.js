@@ -64,8 +64,8 @@ export class Stage {
     if (ev.grid) this.heatmap.setGrid(ev.grid);
     if (ev.predictions) this.gallery.setPredictions(ev.predictions);
     if (ev.confusion) this.confusion.set(ev.confusion);
-    $('train-loss').textContent = formatLoss(ev.train_loss);
-    $('test-loss').textContent = formatLoss(ev.test_loss);
+    setText($('train-loss'), formatLoss(ev.train_loss));
+    setText($('test-loss'), formatLoss(ev.test_loss));
     if (!live) return;
     this.dashboard.addEval(ev);
     this.audio.evalArrived(ev);
@@ -170,6 +170,11 @@ export class Stage {
     this.confusion.draw();
     this.dashboard.draw();
   }
+}
+
+/** Evals arrive up to 60 times a second: only a changed text costs a layout. */
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
 }
 
 function inputLabels(features) {
