@@ -283,7 +283,11 @@ class Bench:
         for c in clients:
             assert c.stdout.readline().strip() == "ready", "viewers could not connect"
         sockets = [stalled_client(self.port, path) for _ in range(stalled)]
-        baseline = self.connections()
+        deadline = time.monotonic() + 30
+        while (baseline := self.connections()) < viewers + stalled:  # every handshake done
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {baseline} of {viewers + stalled} clients connected")
+            time.sleep(0.1)
         self.http.post(f"/api/runs/{watched}/control", json={"action": "resume"})
         resumed = time.monotonic()
         start = time.time() + WARMUP
