@@ -5,13 +5,28 @@ const COLUMNS = 8; // images per row
 const SAMPLES = 32; // the first 32 test images, as eval.predictions covers
 const GAP = 4; // css px between images
 
-export class DigitGallery {
+// A canvas that repaints only when its data or size changed: `paint(ctx, width, height)`.
+class DirtyCanvas {
   constructor(canvas) {
     this.canvas = canvas;
-    this.images = []; // [{pixels: 64 values in 0…1, label}]
-    this.predictions = null;
     this.dirty = true;
     new ResizeObserver(() => (this.dirty = true)).observe(canvas);
+  }
+
+  draw() {
+    if (!this.dirty) return;
+    this.dirty = false;
+    const { ctx, width, height } = fitCanvas(this.canvas);
+    ctx.clearRect(0, 0, width, height);
+    this.paint(ctx, width, height);
+  }
+}
+
+export class DigitGallery extends DirtyCanvas {
+  constructor(canvas) {
+    super(canvas);
+    this.images = []; // [{pixels: 64 values in 0…1, label}]
+    this.predictions = null;
   }
 
   setImages(x, y) {
@@ -30,11 +45,7 @@ export class DigitGallery {
     this.dirty = true;
   }
 
-  draw() {
-    if (!this.dirty) return;
-    this.dirty = false;
-    const { ctx, width, height } = fitCanvas(this.canvas);
-    ctx.clearRect(0, 0, width, height);
+  paint(ctx, width, height) {
     const rows = Math.ceil(SAMPLES / COLUMNS);
     const cell = Math.floor(Math.min(width / COLUMNS, height / rows));
     const img = cell - GAP;
@@ -75,12 +86,10 @@ export class DigitGallery {
   }
 }
 
-export class ConfusionMatrix {
+export class ConfusionMatrix extends DirtyCanvas {
   constructor(canvas) {
-    this.canvas = canvas;
+    super(canvas);
     this.matrix = null; // rows = true class, columns = predicted
-    this.dirty = true;
-    new ResizeObserver(() => (this.dirty = true)).observe(canvas);
   }
 
   set(matrix) {
@@ -93,11 +102,7 @@ export class ConfusionMatrix {
     this.dirty = true;
   }
 
-  draw() {
-    if (!this.dirty) return;
-    this.dirty = false;
-    const { ctx, width, height } = fitCanvas(this.canvas);
-    ctx.clearRect(0, 0, width, height);
+  paint(ctx, width, height) {
     const n = this.matrix ? this.matrix.length : 10;
     const margin = 20;
     const cell = (Math.min(width, height) - margin) / n;
