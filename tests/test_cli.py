@@ -15,7 +15,7 @@ def test_backbeat_serves_the_api_and_stops_on_ctrl_c(spawn, backbeat, tmp_path):
     server = spawn([*backbeat, "--port", "{port}", "--no-browser", "--data", str(data)])
     server.wait_healthy()
     health = httpx.get(f"{server.url}/api/health", timeout=5).json()
-    assert health == {"status": "ok", "version": __version__}
+    assert health == {"status": "ok", "version": __version__, "connections": 0}
     r = httpx.post(f"{server.url}/api/runs", json={"steps_per_second": 20.0})
     assert r.status_code == 201
     assert f"http://127.0.0.1:{server.port}/" in server.stdout.read_text()

@@ -168,8 +168,11 @@ def chromium_path() -> str | None:
     return os.environ.get("BACKBEAT_CHROMIUM") or shutil.which("chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
+    """One Chromium for the browser tests; package scope, because Playwright's sync API
+    keeps an event loop running in this thread until it exits, and later tests use
+    asyncio.run."""
     path = chromium_path()
     if not path:
         message = "no Chromium: install Debian's `chromium` or set BACKBEAT_CHROMIUM"
