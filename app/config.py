@@ -81,6 +81,17 @@ class RunConfig(BaseModel):
             features=self.features,
         )
 
+    def describe(self) -> dict:
+        """The run's shape as every hello and run listing reports it."""
+        spec = DATASETS[self.dataset]
+        return {
+            "config": self.model_dump(),
+            "layers": self.layers,
+            "features": self.input_features,
+            "task": spec.task,
+            "n_classes": spec.n_classes,
+        }
+
     @property
     def input_features(self) -> list[str]:
         """The features the network sees (all pixels for digits)."""

@@ -65,6 +65,23 @@ class Viewer:
         return False
 
 
+def hello_message(
+    run: dict, history: StepBlock, evals: list, last_eval: dict | None, events: list, seq: int
+) -> dict:
+    """The first message of every stream: the run, its thinned history and what happened."""
+    return {
+        "type": "hello",
+        "run": run,
+        "history": {k: column(k, v) for k, v in history.items()},
+        "evals": evals,
+        "last_eval": last_eval,
+        "events": events,
+        "replay": False,
+        "server_time": time.time(),
+        "seq": seq,
+    }
+
+
 class Channel:
     """A live run's stream: the training thread pushes, the loop drains ≤60 Hz and fans out."""
 
@@ -192,17 +209,14 @@ class Channel:
                 self.evictions += 1
 
     def hello(self) -> dict:
-        return {
-            "type": "hello",
-            "run": self.describe(),
-            "history": {k: column(k, v) for k, v in self.history.columns().items()},
-            "evals": list(self.evals),
-            "last_eval": self.last_eval,
-            "events": list(self.events),
-            "replay": False,
-            "server_time": time.time(),
-            "seq": self.seq,
-        }
+        return hello_message(
+            self.describe(),
+            self.history.columns(),
+            list(self.evals),
+            self.last_eval,
+            list(self.events),
+            self.seq,
+        )
 
     @contextlib.contextmanager
     def subscribe(self, **hello_overrides) -> Iterator[tuple[Viewer, str]]:

@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 
 from app.config import RunConfig
-from app.datasets import DATASETS
 from app.hub import Channel
 from app.runner import LIVE_STATES, ControlError
 from app.store import RunStore
@@ -30,17 +29,12 @@ class LiveRun:
     pump: asyncio.Task | None = field(default=None, repr=False)
 
     def describe(self) -> dict:
-        spec = DATASETS[self.config.dataset]
         return {
             "id": self.id,
             "state": self.runner.state,
             "step": self.runner.current_step,
             "epoch": self.runner.current_epoch,
-            "config": self.config.model_dump(),
-            "layers": self.config.layers,
-            "features": self.config.input_features,
-            "task": spec.task,
-            "n_classes": spec.n_classes,
+            **self.config.describe(),
             "steps_per_second": self.runner.steps_per_second,
             "created": self.created,
         }

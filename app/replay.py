@@ -6,12 +6,10 @@ import time
 import numpy as np
 
 from app.config import RunConfig
-from app.datasets import DATASETS
 from app.history import thin
-from app.hub import FRAME_INTERVAL, RECENT_EVALS, Channel
+from app.hub import FRAME_INTERVAL, RECENT_EVALS, Channel, hello_message
 from app.steps import StepBlock
 from app.store import RunStore
-from app.wire import column
 
 REPLAYED_EVENTS = ("eval", "chime", "alarm", "overfit")
 
@@ -19,18 +17,13 @@ REPLAYED_EVENTS = ("eval", "chime", "alarm", "overfit")
 def stored_description(record: dict) -> dict:
     """A stored run described as a live one describes itself."""
     config = RunConfig.model_validate(record["config"])
-    spec = DATASETS[config.dataset]
     return {
         "id": record["id"],
         "state": record["state"],
         "step": record["step"],
         "epoch": None,
-        "config": record["config"],
-        "layers": record["layers"],
-        "features": config.input_features,
-        "task": spec.task,
-        "n_classes": spec.n_classes,
-        "steps_per_second": record["config"].get("steps_per_second"),
+        **config.describe(),
+        "steps_per_second": config.steps_per_second,
         "created": record["created"],
     }
 
@@ -42,17 +35,14 @@ def stored_hello(store: RunStore, record: dict) -> dict:
     evals = [e for e in events if e["type"] == "eval"]
     with_grid = [e for e in evals if e.get("grid")]
     keep = max(1, len(evals) // RECENT_EVALS + (len(evals) % RECENT_EVALS > 0))
-    return {
-        "type": "hello",
-        "run": stored_description(record),
-        "history": {k: column(k, v) for k, v in thin(steps).items()},
-        "evals": [{k: v for k, v in e.items() if k != "grid"} for e in evals[::keep]],
-        "last_eval": with_grid[-1] if with_grid else (evals[-1] if evals else None),
-        "events": [e for e in events if e["type"] != "eval"],
-        "replay": False,
-        "server_time": time.time(),
-        "seq": 0,
-    }
+    return hello_message(
+        stored_description(record),
+        thin(steps),
+        [{k: v for k, v in e.items() if k != "grid"} for e in evals[::keep]],
+        with_grid[-1] if with_grid else (evals[-1] if evals else None),
+        [e for e in events if e["type"] != "eval"],
+        seq=0,
+    )
 
 
 def seed_earlier(channel: Channel, store: RunStore, record: dict, start: int) -> None:

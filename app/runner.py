@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 1 / 60  # s between step blocks handed to the sink (the wire's frame rate)
 GRID_INTERVAL = 0.1  # s between decision grids when running unpaced
 MAX_LAG = 0.25  # s behind the tempo before the schedule restarts instead of bursting
+SUMMARY_KEYS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")  # from evals
 LIVE_STATES = frozenset({"starting", "running", "paused"})
 TERMINAL_STATES = frozenset({"finished", "stopped", "diverged", "failed", "interrupted"})
 
@@ -201,9 +202,7 @@ class Runner:
     def _evaluate(self, with_grid: bool) -> None:
         ev, events = self.trainer.evaluate(with_grid)
         self._flush()
-        self.summary.update(
-            {k: ev[k] for k in ("train_loss", "test_loss", "train_accuracy", "test_accuracy")}
-        )
+        self.summary.update({k: ev[k] for k in SUMMARY_KEYS})
         self._emit(ev)
         for e in events:
             self._emit(e)

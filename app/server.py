@@ -16,11 +16,11 @@ from fastapi.templating import Jinja2Templates
 from app import __version__
 from app.api import meta, runs, stream
 from app.manager import RunManager
+from app.runner import SUMMARY_KEYS
 from app.security import TOKEN_HEADER, Access, ConnectionLimits, SecurityHeaders
 from app.settings import Settings
 from app.store import RunStore, StoreError
 from app.wire import clean
-from app.worker import SUMMARY_KEYS
 
 log = logging.getLogger("backbeat")
 ROOT = Path(__file__).resolve().parent.parent

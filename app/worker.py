@@ -17,13 +17,12 @@ from multiprocessing.connection import Connection
 
 from app.config import RunConfig
 from app.engine import Trainer
-from app.runner import ControlError, Runner, Sink
+from app.runner import SUMMARY_KEYS, ControlError, Runner, Sink
 
 log = logging.getLogger(__name__)
 
 CONTROL_TIMEOUT = 10.0  # s a control may take in the child before it is reported as failed
 POLL_INTERVAL = 0.2  # s between the child's checks that its run is still going
-SUMMARY_KEYS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
 _context = mp.get_context("forkserver")
 _context.set_forkserver_preload(["app.worker"])  # children fork with numpy already loaded
 
