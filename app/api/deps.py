@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from app.manager import RunManager
-from app.security import TOKEN_HEADER, Access
+from app.security import TOKEN_HEADER
 from app.store import RunStore
 
 
@@ -15,10 +15,6 @@ def get_manager(request: Request) -> RunManager:
 
 def get_store(request: Request) -> RunStore:
     return request.app.state.store
-
-
-def get_access(request: Request) -> Access:
-    return request.app.state.access
 
 
 def require_presenter(request: Request) -> None:

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Request
 
 from app import __version__
-from app.config import RunConfig
+from app.config import DIGITS_INPUTS, RunConfig
 from app.datasets import DATASETS, FEATURES
 
 router = APIRouter(prefix="/api", tags=["meta"])
@@ -43,7 +43,7 @@ def datasets() -> list[dict]:
             "description": spec.description,
             "features": list(FEATURES) if spec.is_2d else [],
             "default_features": ["x1", "x2"] if spec.is_2d else [],
-            "n_inputs": 2 if spec.is_2d else 64,
+            "n_inputs": 2 if spec.is_2d else DIGITS_INPUTS,
             "params": {k: param(k) for k in ("n_samples", "noise", "train_ratio")},
         }
         for spec in DATASETS.values()
