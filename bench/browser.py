@@ -20,13 +20,14 @@ DevTools protocol (Performance.getMetrics). Targets: p95 frame time <= 20 ms, ze
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -35,12 +36,17 @@ import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from app.web.devserver import ServerProcess, backbeat_command  # noqa: E402
+
 RUN = {  # the Playground net: small, so training streams ~30,000 steps/s
     "dataset": "spiral",
     "hidden": [8, 8],
     "steps_per_second": None,
     "max_steps": 10_000_000,
     "seed": 1,
+    "stop_at_convergence": False,  # plays on after its chime: it must outlast --history
 }
 VIEWPORT = {"width": 1600, "height": 900}  # as the browser tests use
 WARMUP = 3.0  # s after sound is enabled before the window opens
@@ -112,12 +118,6 @@ PROBE = """
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cpu_seconds(pid: int) -> float:
     """CPU time of a process and its live descendants (the server trains runs in children)."""
     try:
@@ -138,31 +138,14 @@ def chromium_path() -> str:
     return path
 
 
-class Server:
+class Server(ServerProcess):
     """`backbeat --no-browser` on a free port and a temporary data folder, as a user starts it."""
 
-    def __init__(self, data: Path, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "app.cli", "--no-browser", "--port", str(self.port),
-                "--data", str(data)]  # fmt: skip
-        env = {**os.environ, "BACKBEAT_DATA": str(data)}
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env
-            )
+    def __init__(self, data: Path, log_dir: Path) -> None:
+        argv = [*backbeat_command(), "--no-browser", "--port", "{port}", "--data", str(data)]
+        super().__init__(argv, log_dir, env={"BACKBEAT_DATA": str(data)}, cwd=REPO)
+        self.start().wait_healthy()
         self.http = httpx.Client(base_url=self.url, timeout=30)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                sys.exit(f"server exited early:\n{log.read_text()}")
-            try:
-                self.http.get("/api/health").raise_for_status()
-                return
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
 
     def step(self, run_id: str) -> tuple[float, int]:
         t0 = time.time()
@@ -171,12 +154,7 @@ class Server:
 
     def close(self) -> None:
         self.http.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(15)
+        super().close()
 
 
 def grow_history(server: Server, steps: int) -> tuple[str, float]:
@@ -191,6 +169,9 @@ def grow_history(server: Server, steps: int) -> tuple[str, float]:
         if step >= steps:
             print()
             return run_id, step / (t - t0)
+        state = server.http.get(f"/api/runs/{run_id}").json()["state"]
+        if state not in ("running", "paused"):
+            raise SystemExit(f"\nthe run ended ({state}) at step {step:,}, short of {steps:,}")
         time.sleep(1.0)
 
 
@@ -224,6 +205,34 @@ def chromium_cores(p0: dict, p1: dict, seconds: float) -> dict[str, float]:
     return {"renderer": page, "gpu": gpu, "other": sum(used.values()) - page - gpu}
 
 
+class FullStream:
+    """A script beside the page on `?detail=full` (every step): its bytes/s, the same window."""
+
+    def __init__(self, server: Server, run_id: str) -> None:
+        from websockets.sync.client import connect
+
+        url = f"ws://127.0.0.1:{server.port}/ws/runs/{run_id}?detail=full"
+        self.ws = connect(url, max_size=None)
+        self.ws.recv()  # hello
+        self.bytes, self.on, self.done = 0, False, False
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        with contextlib.suppress(ConnectionClosed):  # `close` ends it
+            while not self.done:
+                text = self.ws.recv()
+                if self.on:
+                    self.bytes += len(text)
+
+    def close(self) -> None:
+        self.done = True
+        self.ws.close()
+        self.thread.join(5)
+
+
 def measure_once(browser, server: Server, run_id: str, args: argparse.Namespace) -> dict:
     browser_cdp = browser.new_browser_cdp_session()
     context = browser.new_context(viewport=VIEWPORT)
@@ -252,10 +261,14 @@ def measure_once(browser, server: Server, run_id: str, args: argparse.Namespace)
             cdp.send("Profiler.start")
         m0 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
         p0 = process_cpu(browser_cdp)
+        full = FullStream(server, run_id)
         (t0, s0), c0 = server.step(run_id), cpu_seconds(server.proc.pid)
         page.evaluate("window.__bench.begin()")
+        full.on = True
         time.sleep(args.seconds)
         got = page.evaluate("window.__bench.end()")
+        full.on = False
+        full.close()
         (t1, s1), c1 = server.step(run_id), cpu_seconds(server.proc.pid)
         m1 = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
         p1 = process_cpu(browser_cdp)
@@ -293,6 +306,7 @@ def measure_once(browser, server: Server, run_id: str, args: argparse.Namespace)
         "ws_frames_per_s": got["wsFrames"] / got["seconds"],
         "ws_messages_per_s": got["ws"] / got["seconds"],
         "ws_kib_per_s": got["wsBytes"] / 1024 / got["seconds"],
+        "full_kib_per_s": full.bytes / 1024 / got["seconds"],
         "page_steps_per_s": got["steps"] / got["seconds"],
         "run_steps_per_s": (s1 - s0) / span,
         "server_cpu_cores": (c1 - c0) / span,
@@ -319,7 +333,8 @@ def print_round(i: int, r: dict) -> None:
           f"the clock (worst {r['late_note_ms_max']:.1f} ms); notes: {notes}")  # fmt: skip
     print(
         f"  stream       {r['ws_frames_per_s']:.1f} frames/s ({r['ws_messages_per_s']:.1f} "
-        f"messages/s, {r['ws_kib_per_s']:.0f} KiB/s); page took {r['page_steps_per_s']:,.0f} "
+        f"messages/s, {r['ws_kib_per_s']:.0f} KiB/s; ?detail=full beside it "
+        f"{r['full_kib_per_s']:.0f} KiB/s); page took {r['page_steps_per_s']:,.0f} "
         f"steps/s; run trained {r['run_steps_per_s']:,.0f} steps/s; gaps {r['gaps']}"
     )
     print(f"  main thread  busy {busy['TaskDuration']:.0%} (script {busy['ScriptDuration']:.0%}, "
@@ -357,7 +372,7 @@ def main() -> int:
         f"{VIEWPORT['height']}; {os.cpu_count()} CPUs; {args.stress} busy neighbours"
     )
     with tempfile.TemporaryDirectory(prefix="backbeat-bench-") as tmp:
-        server = Server(Path(tmp) / "data", Path(tmp) / "server.log")
+        server = Server(Path(tmp) / "data", Path(tmp))
         try:
             run_id, rate = grow_history(server, args.history)
             print(f"  run {run_id}: {args.history:,} steps at {rate:,.0f} steps/s")
@@ -395,6 +410,9 @@ def main() -> int:
           f"{med(lambda r: r['late_notes']):g} announced notes "
           f"(all rounds: {sum(r['late_starts'] for r in rounds)} and "
           f"{sum(r['late_notes'] for r in rounds)})")  # fmt: skip
+    page_kib, full_kib = med(lambda r: r["ws_kib_per_s"]), med(lambda r: r["full_kib_per_s"])
+    print(f"  page received {page_kib:.0f} KiB/s; a ?detail=full script beside it "
+          f"{full_kib:.0f} KiB/s: {full_kib / page_kib:.0f}x less for the page")  # fmt: skip
     print(f"  {med(lambda r: r['ws_frames_per_s']):.1f} frames/s received, run at "
           f"{med(lambda r: r['run_steps_per_s']):,.0f} steps/s")  # fmt: skip
     print(f"  page main thread busy {med(lambda r: r['main_thread_busy']['TaskDuration']):.0%}, "

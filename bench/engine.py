@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from app.config import RunConfig  # noqa: E402
-from app.engine import Trainer  # noqa: E402
-from app.runner import Runner  # noqa: E402
+from app.engine.config import RunConfig  # noqa: E402
+from app.engine.trainer import Trainer  # noqa: E402
+from app.live.runner import Runner  # noqa: E402
 
 NETS = {
     "playground": RunConfig(
@@ -82,7 +82,9 @@ class NullSink:
 
 def engine_rate(config: RunConfig, steps: int) -> Rate:
     """A Runner driving a Trainer unpaced, from start to the end event."""
-    cfg = config.model_copy(update={"max_steps": steps, "steps_per_second": None})
+    cfg = config.model_copy(
+        update={"max_steps": steps, "steps_per_second": None, "stop_at_convergence": False}
+    )
     trainer, sink = Trainer(cfg), NullSink()
     runner = Runner("bench", trainer, sink, steps_per_second=None)
     watch = Stopwatch()
@@ -213,7 +215,9 @@ def rss() -> int:
 
 def long_run(steps: int = LONG_STEPS) -> bool:
     """An unpaced Playground run of `steps`; RSS sampled as it goes must stay flat."""
-    cfg = NETS["playground"].model_copy(update={"max_steps": steps, "steps_per_second": None})
+    cfg = NETS["playground"].model_copy(
+        update={"max_steps": steps, "steps_per_second": None, "stop_at_convergence": False}
+    )
     before = rss()
     trainer, sink = Trainer(cfg), NullSink()
     runner = Runner("long", trainer, sink, steps_per_second=None)

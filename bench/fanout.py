@@ -13,10 +13,10 @@ Targets: p99 <= 50 ms, zero evictions, training >= 0.9x its rate with no viewers
 """
 
 import argparse
-import asyncio
 import base64
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -29,7 +29,17 @@ import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-RUN = {"dataset": "spiral", "steps_per_second": None, "max_steps": 10_000_000, "seed": 1}
+sys.path.insert(0, str(REPO))
+
+from app.web.devserver import START_TIMEOUT, free_port, wait_until  # noqa: E402
+
+RUN = {
+    "dataset": "spiral",
+    "steps_per_second": None,
+    "max_steps": 10_000_000,
+    "seed": 1,
+    "stop_at_convergence": False,  # plays on after its chime: the window never ends it
+}
 WARMUP = 2.0  # s of training before a window opens
 LATENCY_BIN = 1e-4  # s: histogram resolution for per-step latencies
 LATENCY_MAX = 60.0  # s: anything slower lands in the last bin
@@ -47,8 +57,9 @@ def serve(port: int, data: Path, viewers: int, switch_interval: float) -> None:
     if switch_interval:
         sys.setswitchinterval(switch_interval)
 
-    from app.server import create_app
-    from app.settings import Settings
+    from app.web.listen import listening_socket
+    from app.web.server import create_app
+    from app.web.settings import Settings
 
     settings = Settings(
         port=port,
@@ -56,94 +67,178 @@ def serve(port: int, data: Path, viewers: int, switch_interval: float) -> None:
         max_connections=viewers + 50,
         max_connections_per_address=viewers + 50,
     )
-    uvicorn.run(
+    config = uvicorn.Config(  # as app/web/cli.py serves it
         create_app(settings),
         host="127.0.0.1",
         port=port,
         log_level="warning",
+        access_log=False,
         ws_max_size=settings.max_message_bytes,
         ws_ping_interval=10.0,
         ws_ping_timeout=10.0,
-        ws_per_message_deflate=False,  # as app/cli.py serves it
+        ws_per_message_deflate=False,
     )
+    uvicorn.Server(config).run(sockets=[listening_socket("127.0.0.1", port)])
 
 
 # -- viewer processes ----------------------------------------------------------------
 
 
+PONG = b"\x81\x8f\x00\x00\x00\x00" + b'{"type":"pong"}'  # masked (with a zero key)
+
+
+class Watcher:
+    """One viewer as a bare websocket client: it frames, answers pings and timestamps.
+
+    A `websockets` client costs tens of microseconds of Python per message, and an asyncio
+    protocol several more per read; 1,000 viewers at ~60 reads a second each would need
+    more than the client's core, and then the bench measures its own clients. This one
+    is a non-blocking socket read from one epoll loop, and only splits bytes into frames.
+    """
+
+    def __init__(self, swarm: "Viewers", i: int) -> None:
+        self.swarm, self.i = swarm, i
+        self.buf = bytearray()
+        self.upgraded = self.greeted = False
+        self.sock = socket.create_connection((swarm.host, swarm.port), timeout=60)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET {swarm.path} HTTP/1.1\r\nHost: {swarm.host}:{swarm.port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        self.sock.setblocking(False)
+
+    def readable(self, now: float) -> bool:
+        """Take what the socket has; False once the connection is over."""
+        try:
+            data = self.sock.recv(1 << 18)
+        except BlockingIOError:
+            return True
+        except OSError:
+            data = b""
+        if not data:
+            self.swarm.closed.setdefault(self.i, 1006)  # dropped without a close frame
+            return False
+        buf = self.buf
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return True
+            assert buf.startswith(b"HTTP/1.1 101"), bytes(buf[:80])
+            del buf[: end + 4]
+            self.upgraded = True
+        at, size = 0, len(buf)
+        while size - at >= 2:
+            opcode, n, head = buf[at] & 0x0F, buf[at + 1] & 0x7F, 2
+            if n == 126:
+                if size - at < 4:
+                    break
+                n, head = int.from_bytes(buf[at + 2 : at + 4], "big"), 4
+            elif n == 127:
+                if size - at < 10:
+                    break
+                n, head = int.from_bytes(buf[at + 2 : at + 10], "big"), 10
+            if size - at < head + n:
+                break
+            if not self.message(opcode, bytes(buf[at + head : at + head + n]), now):
+                return False
+            at += head + n
+        del buf[:at]
+        return True
+
+    def message(self, opcode: int, payload: bytes, now: float) -> bool:
+        if opcode == 0x9:  # uvicorn's keepalive ping: answer with its payload
+            self.sock.send(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+        elif opcode == 0x8:
+            self.swarm.closed[self.i] = int.from_bytes(payload[:2], "big") if payload else 1005
+            return False
+        elif not self.greeted:  # the hello
+            self.greeted = True
+            self.swarm.ready += 1
+        elif payload.startswith(b'{"type":"ping"'):
+            self.sock.send(PONG)
+        elif payload.startswith(b'{"type":"frame"'):
+            self.swarm.frame(self.i, payload, now)
+        return True
+
+
 class Viewers:
-    """Many websocket viewers in one event loop; a frame is parsed once per process."""
+    """Many bare websocket viewers in one epoll loop; a frame is parsed once per process."""
 
     def __init__(self, url: str, n: int) -> None:
         self.url, self.n = url, n
-        self.arrivals: list[list[tuple[int, float]]] = [[] for _ in range(n)]  # (seq, time)
+        where, path = url.removeprefix("ws://").split("/", 1)
+        self.host, port = where.split(":")
+        self.port, self.path = int(port), "/" + path
+        self.counts = [0] * n  # frames each viewer received in the window
+        self.by_seq: dict[int, list[float]] = {}  # arrival times of each frame, all viewers
         self.t_by_seq: dict[int, np.ndarray] = {}
+        self.summarised: dict[int, bool] = {}
         self.sizes: list[tuple[int, int]] = []  # (bytes, steps) of each distinct frame
         self.closed: dict[int, int] = {}  # viewer -> close code, if the server closed it
         self.window = (float("inf"), float("inf"))
         self.ready = 0
 
-    async def viewer(self, i: int, all_ready: asyncio.Event) -> None:
-        from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed
+    def frame(self, i: int, payload: bytes, now: float) -> None:
+        seq = int(payload[payload.rindex(b'"seq":') + 6 : -1])  # `seq` comes last
+        if seq not in self.t_by_seq:
+            frame = json.loads(payload)
+            self.t_by_seq[seq], steps = step_times(frame)
+            self.summarised[seq] = "summary" in frame
+            self.sizes.append((len(payload), steps))
+        if self.window[0] <= now <= self.window[1]:
+            self.counts[i] += 1
+            times = self.by_seq.get(seq)
+            if times is None:
+                times = self.by_seq[seq] = []
+            times.append(now)
 
-        async with connect(self.url, max_size=None, open_timeout=60) as ws:
-            await ws.recv()  # hello
-            self.ready += 1
-            if self.ready == self.n:
-                all_ready.set()
-            try:
-                while True:
-                    text = await ws.recv()
-                    now = time.time()
-                    if text.startswith('{"type":"ping"'):
-                        await ws.send('{"type":"pong"}')
-                        continue
-                    if not text.startswith('{"type":"frame"'):
-                        continue
-                    seq = int(text[text.rindex('"seq":') + 6 : -1])  # `seq` comes last
-                    if seq not in self.t_by_seq:
-                        self.t_by_seq[seq] = np.array(json.loads(text)["beats"]["t"])
-                        self.sizes.append((len(text), len(self.t_by_seq[seq])))
-                    if self.window[0] <= now <= self.window[1]:
-                        self.arrivals[i].append((seq, now))
-            except ConnectionClosed as exc:
-                if exc.rcvd is not None:
-                    self.closed[i] = exc.rcvd.code
-
-    async def main(self) -> dict:
-        all_ready = asyncio.Event()
-        tasks = []
+    def main(self) -> dict:
+        poll, watchers = select.epoll(), {}
         for i in range(self.n):  # connect in small bursts: the server's backlog is finite
-            tasks.append(asyncio.create_task(self.viewer(i, all_ready)))
+            w = Watcher(self, i)
+            watchers[w.sock.fileno()] = w
+            poll.register(w.sock.fileno(), select.EPOLLIN)
             if i % 20 == 19:
-                await asyncio.sleep(0.05)
-        await all_ready.wait()
+                self.serve(poll, watchers, 0.05)
+        deadline = time.monotonic() + 120
+        while self.ready < self.n:
+            assert time.monotonic() < deadline, f"only {self.ready} of {self.n} hellos"
+            self.serve(poll, watchers, 0.1)
         print("ready", flush=True)
-        line = await asyncio.to_thread(sys.stdin.readline)  # "start end" of the window
-        self.window = tuple(float(x) for x in line.split())
-        await asyncio.sleep(max(0.0, self.window[1] - time.time()) + 0.5)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        line: list[str] = []
+        reader = threading.Thread(target=lambda: line.append(sys.stdin.readline()), daemon=True)
+        reader.start()
+        while not line:  # keep reading (and answering pings) until the window is known
+            self.serve(poll, watchers, 0.1)
+        self.window = tuple(float(x) for x in line[0].split())
+        while time.time() < self.window[1] + 0.5:
+            self.serve(poll, watchers, 0.1)
+        for w in watchers.values():
+            w.sock.close()
         return self.summary()
+
+    def serve(self, poll, watchers: dict, timeout: float) -> None:
+        for fd, _ in poll.poll(timeout):
+            if not watchers[fd].readable(time.time()):
+                poll.unregister(fd)
+                watchers[fd].sock.close()
 
     def summary(self) -> dict:
         """Per-viewer frame counts, and a histogram of every delivered step's latency."""
         bins = np.zeros(int(LATENCY_MAX / LATENCY_BIN) + 1, dtype=np.int64)
         newest = []
-        by_seq: dict[int, list[float]] = {}
-        for arrivals in self.arrivals:
-            for seq, now in arrivals:
-                by_seq.setdefault(seq, []).append(now)
-        for seq, times in by_seq.items():  # one histogram update per frame, all viewers at once
+        for seq, times in self.by_seq.items():  # one histogram update per frame, all viewers
             t = self.t_by_seq[seq]
             lat = np.asarray(times)[:, None] - t[None, :]
-            idx = np.clip((lat / LATENCY_BIN).astype(np.int64), 0, len(bins) - 1)
+            every = lat[:, :1] if self.summarised.get(seq) else lat  # a summary: its oldest step
+            idx = np.clip((every / LATENCY_BIN).astype(np.int64), 0, len(bins) - 1)
             bins += np.bincount(idx.ravel(), minlength=len(bins))
             newest.extend(lat[:, -1].tolist())
         return {
-            "frames": [len(a) for a in self.arrivals],
+            "frames": self.counts,
             "latency_bins": {int(k): int(bins[k]) for k in np.flatnonzero(bins)},
             "newest": newest,
             "closed": self.closed,
@@ -151,8 +246,21 @@ class Viewers:
         }
 
 
+def step_times(frame: dict) -> tuple[np.ndarray, int]:
+    """Server times to measure a frame's latency from (newest last), and its step count.
+
+    A full frame gives every step's `t`. An audience summary gives its oldest step's
+    (`summary.min.t`) and its newest's (`summary.last.t`): the oldest step waited longest,
+    so "every step" percentiles over summaries are an upper bound on every step's.
+    """
+    if "summary" in frame:
+        s = frame["summary"]
+        return np.array([s["min"]["t"], s["last"]["t"]]), frame["count"]
+    return np.array(frame["beats"]["t"]), len(frame["beats"]["t"])
+
+
 def viewer_process(url: str, n: int) -> None:
-    result = asyncio.run(Viewers(url, n).main())
+    result = Viewers(url, n).main()
     print(json.dumps(result), flush=True)
 
 
@@ -173,15 +281,32 @@ def stalled_client(port: int, path: str) -> socket.socket:
     return s
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every living process below `pid` (the forkserver and the training children)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            kids = [int(k) for k in (task / "children").read_text().split()]
+            found.extend(kids)
+            todo.extend(kids)
+    return found
+
+
+def cpu_busy() -> list[float]:
+    """Busy CPU seconds of each CPU since boot (all but idle and iowait), from /proc/stat."""
+    tick, out = os.sysconf("SC_CLK_TCK"), []
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            v = [int(x) for x in values]
+            out.append((sum(v[:8]) - v[3] - v[4]) / tick)
+    return out
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
@@ -200,18 +325,38 @@ class Bench:
         self.http = httpx.Client(base_url=self.base, timeout=30)
         self.loads: list[float] = []
 
+    def healthy(self) -> bool:
+        if self.server.poll() is not None:
+            raise SystemExit(f"the bench server exited with {self.server.returncode}")
+        try:
+            return self.http.get("/api/health").status_code == 200
+        except httpx.TransportError:
+            return False
+
     def step(self, run_id: str) -> tuple[float, int]:
         t0 = time.time()
         step = self.http.get(f"/api/runs/{run_id}").json()["step"]
         return (t0 + time.time()) / 2, step
 
     def training_rate(self, run_id: str, seconds: float) -> tuple[float, float, float]:
-        """Steps per second over a window, and the server's CPU use (cores) in it."""
-        (t0, s0), c0 = self.step(run_id), cpu_seconds(self.server.pid)
+        """Steps per second over a window, and the server's CPU use (cores) in it.
+
+        It also keeps, in `self.cpu`, the CPU (cores) of the training processes (the
+        server's descendants) and each CPU's busy share from /proc/stat, whoever used it.
+        """
+        server, kids = self.server.pid, descendants(self.server.pid)
+        (t0, s0), c0 = self.step(run_id), cpu_seconds(server)
+        k0, b0 = sum(cpu_seconds(k) for k in kids), cpu_busy()
         time.sleep(seconds)
-        (t1, s1), c1 = self.step(run_id), cpu_seconds(self.server.pid)
+        (t1, s1), c1 = self.step(run_id), cpu_seconds(server)
+        k1, b1 = sum(cpu_seconds(k) for k in kids), cpu_busy()
         self.loads.append(os.getloadavg()[0])  # other work on the machine skews both rates
-        return (s1 - s0) / (t1 - t0), (c1 - c0) / (t1 - t0), t1 - t0
+        span = t1 - t0
+        self.cpu = {
+            "training": (k1 - k0) / span,
+            "busy": [(b - a) / span for a, b in zip(b0, b1, strict=True)],
+        }
+        return (s1 - s0) / span, (c1 - c0) / span, span
 
     def create(self, **extra) -> str:
         r = self.http.post("/api/runs", json={**RUN, "steps_per_second": self.args.tempo, **extra})
@@ -224,6 +369,8 @@ class Bench:
             argv = [sys.executable, __file__, "--serve", str(self.port), data, str(a.viewers),
                     str(a.switch_interval)]  # fmt: skip
             self.server = subprocess.Popen(argv, cwd=REPO)
+            if a.pin:  # the server, and the training children it forks later, on CPU 0
+                os.sched_setaffinity(self.server.pid, {0})
             try:
                 return self.measure()
             finally:
@@ -232,19 +379,12 @@ class Bench:
 
     def measure(self) -> dict:
         a = self.args
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self.http.get("/api/health").raise_for_status()
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_until(self.healthy, START_TIMEOUT, f"{self.base}/api/health")
 
         alone = self.create()
         time.sleep(WARMUP)
         self.rate_alone, self.cpu_alone, _ = self.training_rate(alone, a.seconds)
+        self.cpu_lone_window = self.cpu
         self.http.post(f"/api/runs/{alone}/control", json={"action": "stop"})
 
         watched = self.watch(a.viewers)
@@ -280,6 +420,9 @@ class Bench:
             )
             for n in shares
         ]
+        if a.pin:  # the client swarm on the other core, so it does not share the server's
+            for c in clients:
+                os.sched_setaffinity(c.pid, {1})
         for c in clients:
             assert c.stdout.readline().strip() == "ready", "viewers could not connect"
         sockets = [stalled_client(self.port, path) for _ in range(stalled)]
@@ -318,6 +461,8 @@ class Bench:
             cpu_alone=self.cpu_alone,
             cpu_watched=cpu_watched,
             client_cpu=client_cpu,
+            cpu_lone=self.cpu_lone_window,
+            cpu_watched_window=self.cpu,
             rss=rss,
             peak=peak,
             frame_kib=float(np.median(sizes[:, 0])) / 1024,
@@ -375,6 +520,17 @@ class Bench:
             "server_peak_rss_mib": round(m["peak"], 1),
             "server_cpu_cores": {"alone": m["cpu_alone"], "watched": m["cpu_watched"]},
             "client_cpu_cores": m["client_cpu"],
+            "training_cpu_cores": {
+                "alone": m["cpu_lone"]["training"],
+                "watched": m["cpu_watched_window"]["training"],
+            },
+            "cpu_busy": {
+                "alone": m["cpu_lone"]["busy"],
+                "watched": m["cpu_watched_window"]["busy"],
+            },
+            "server_us_per_viewer_frame": (m["cpu_watched"] - m["cpu_alone"])
+            * 1e6
+            / max(a.viewers * float(np.median(frames)) / a.seconds, 1),
             "frame_kib_median": round(m["frame_kib"], 1),
             "steps_per_frame_median": m["steps_per_frame"],
             "steps_per_s": {"alone": m["rate_alone"], "watched": m["rate_watched"]},
@@ -404,6 +560,13 @@ def print_report(r: dict) -> None:
     c = r["server_cpu_cores"]
     print(f"server CPU         {c['alone']:.2f} cores alone, {c['watched']:.2f} watched;"
           f" clients {r['client_cpu_cores']:.2f} cores")  # fmt: skip
+    t, b = r["training_cpu_cores"], r["cpu_busy"]
+    print(f"training CPU       {t['alone']:.2f} cores alone, {t['watched']:.2f} watched;"
+          f" server (watched - alone) {r['server_us_per_viewer_frame']:.1f} us"
+          " per viewer-frame")  # fmt: skip
+    print("CPUs busy (all)    alone " + " ".join(f"{x:.0%}" for x in b["alone"])
+          + ", watched " + " ".join(f"{x:.0%}" for x in b["watched"])
+          + "  (anything above server+training+clients is other sessions' work)")  # fmt: skip
     s = r["steps_per_s"]
     print(f"training           {s['alone']:.0f} steps/s alone, {s['watched']:.0f} watched"
           f"  -> ratio {r['ratio']:.3f}")  # fmt: skip
@@ -439,6 +602,11 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="length of each window")
     p.add_argument("--client-procs", type=int, default=1, help="viewer processes (1 or 2)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the server (and its training children) to CPU 0 and the clients to CPU 1",
+    )
     p.add_argument("--tempo", type=float, default=None, help="pace the runs (default: unpaced)")
     p.add_argument(
         "--stalled",

@@ -5,23 +5,23 @@ Chromium with Playwright to a spiral run well underway, and writes
 docs/screenshots/page.png and docs/screenshots/presenter.png. Run it with `make screenshots`.
 """
 
-import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from app.web.devserver import NotYet, ServerProcess, wait_until  # noqa: E402
+
 OUT = REPO / "docs" / "screenshots"
 # A prepared run, as a presenter would bookmark it: spiral with sine features, three hidden layers.
 BOOKMARK = (
     "#dataset=spiral&features=x1,x2,sin(x1),sin(x2)&hidden=8,8,6&optimizer=adam"
-    "&learning_rate=0.03&batch_size=10&seed=3&max_steps=200000&tempo=700"
+    "&learning_rate=0.03&batch_size=10&seed=3&max_steps=200000&stop_at_convergence=false&tempo=700"
 )
 WARM_UP_STEPS = 2000  # trained fast first (700 steps/s), so the boundary has taken shape
 SHOW_TEMPO = 430  # tempo slider position (log scale): ~13 steps/s, pulses in flight
@@ -30,29 +30,6 @@ SET_RANGE = """(el, v) => {
   el.value = String(v);
   el.dispatchEvent(new Event('input', {bubbles: true}));
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"screenshots: timed out waiting for {what}")
-        time.sleep(0.1)
-    return value
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/api/health", timeout=2) as r:
-            return json.load(r)["status"] == "ok"
-    except OSError:
-        return False
 
 
 def chromium() -> str:
@@ -76,10 +53,10 @@ def shoot(url: str) -> None:
         page.goto(f"{url}/{BOOKMARK}")
         page.get_by_test_id("dataset-spiral").wait_for()
         page.get_by_test_id("play").click()
-        wait_for(lambda: step_of(page) >= WARM_UP_STEPS, 90, f"{WARM_UP_STEPS} steps")
+        wait_until(lambda: step_of(page) >= WARM_UP_STEPS, 90, f"{WARM_UP_STEPS} steps")
         page.get_by_test_id("tempo").evaluate(SET_RANGE, SHOW_TEMPO)  # a tempo you can hear
         time.sleep(SETTLE)
-        wait_for(page.get_by_test_id("banner").is_hidden, 15, "the banner to clear")
+        wait_until(page.get_by_test_id("banner").is_hidden, 15, "the banner to clear")
         page.screenshot(path=OUT / "page.png")
         print(f"wrote {OUT / 'page.png'} at step {step_of(page)}")
 
@@ -89,12 +66,12 @@ def shoot(url: str) -> None:
         stage.goto(f"{url}/")
         stage.get_by_test_id("dataset-spiral").wait_for()
         joined = "window.backbeat && window.backbeat.state.runState === 'running'"
-        wait_for(lambda: stage.evaluate(joined), 20, "the second screen to join the run")
+        wait_until(lambda: stage.evaluate(joined), 20, "the second screen to join the run")
         stage.get_by_role("button", name="Click to enable sound").click()
         stage.keyboard.press("p")
-        wait_for(lambda: stage.evaluate("document.body.dataset.presenting") == "true", 10, "P")
+        wait_until(lambda: stage.evaluate("document.body.dataset.presenting") == "true", 10, "P")
         time.sleep(SETTLE)
-        wait_for(stage.get_by_test_id("banner").is_hidden, 15, "the banner to clear")
+        wait_until(stage.get_by_test_id("banner").is_hidden, 15, "the banner to clear")
         stage.screenshot(path=OUT / "presenter.png")
         print(f"wrote {OUT / 'presenter.png'} at step {step_of(stage)}")
         page.keyboard.press("r")  # stop the run
@@ -104,23 +81,15 @@ def shoot(url: str) -> None:
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     data = Path(tempfile.mkdtemp(prefix="backbeat-shots-"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "uvicorn", "app.server:create_app", "--factory"]
-    argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    env = {**os.environ, "BACKBEAT_DATA": str(data)}
-    server = subprocess.Popen(argv, cwd=REPO, env=env)
+    argv = [sys.executable, "-m", "uvicorn", "app.web.server:create_app", "--factory"]
+    argv += ["--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"]
+    server = ServerProcess(argv, data, env={"BACKBEAT_DATA": str(data)}, cwd=REPO)
     try:
-        wait_for(lambda: server.poll() is not None or healthy(url), 30, "the server")
-        if server.poll() is not None:
-            raise SystemExit("screenshots: the server did not start")
-        shoot(url)
+        with server:
+            shoot(server.url)
+    except NotYet as exc:
+        raise SystemExit(f"screenshots: {exc}") from exc
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
         shutil.rmtree(data, ignore_errors=True)
     return 0
 

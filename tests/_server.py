@@ -5,15 +5,11 @@ import base64
 import os
 import socket
 import threading
-import time
 
 import uvicorn
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from app.web.devserver import free_port, wait_until
+from app.web.listen import listening_socket
 
 
 class ThreadedServer:
@@ -32,17 +28,15 @@ class ThreadedServer:
     def _run(self) -> None:
         async def serve() -> None:
             self.loop = asyncio.get_running_loop()
-            await self.server.serve()
+            await self.server.serve(sockets=[listening_socket("127.0.0.1", self.port)])
 
         asyncio.run(serve())
 
     def __enter__(self) -> "ThreadedServer":
         self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise AssertionError("the test server did not start")
-            time.sleep(0.01)
+        wait_until(lambda: self.server.started or not self.thread.is_alive(), 20, "the test server")
+        if not self.server.started:
+            raise AssertionError("the test server did not start")
         return self
 
     def __exit__(self, *exc) -> None:

@@ -9,8 +9,18 @@ import pytest
 
 from app import __version__
 
-QUICK = {"dataset": "xor", "steps_per_second": None, "max_steps": 300}  # done in ~10 ms
-HELD = {"dataset": "xor", "steps_per_second": None, "start_paused": True}  # waits for controls
+QUICK = {
+    "dataset": "xor",
+    "steps_per_second": None,
+    "stop_at_convergence": False,
+    "max_steps": 300,
+}  # done in ~10 ms
+HELD = {
+    "dataset": "xor",
+    "steps_per_second": None,
+    "stop_at_convergence": False,
+    "start_paused": True,
+}  # waits for controls
 # relative: the engine evaluates in float32 (eps 1.2e-7, a few layers deep); a wrong weight
 # orientation, data point or loss formula is off by percent, not parts per million
 LOSS_TOLERANCE = 1e-5
@@ -45,7 +55,7 @@ def test_create_answers_201_and_the_run_is_listed_and_described(api):
     assert set(body) == {"id", "state"} and body["state"] in ("starting", "paused")
     run = api.wait_state(body["id"], "paused")
     assert run["id"] == body["id"] and run["step"] == 0
-    assert run["layers"] == [2, 5, 3, 1]
+    assert run["layers"] == [4, 5, 3, 1]  # the default features: x1, x2, sin x1, sin x2
     assert run["config"]["seed"] == 11 and run["config"]["hidden"] == [5, 3]
     assert run["config"]["learning_rate"] == 0.03  # defaults filled in
     listed = api.client.get("/api/runs").json()
@@ -253,9 +263,14 @@ def test_metrics_json_csv_and_every(api):
 
     r = api.client.get(f"/api/runs/{run_id}/metrics", params={"format": "csv"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(r.text)))
-    assert len(rows) == 300
-    assert {"step", "loss", "grad_norm_0", "grad_norm_1", "act_rms_1"} <= set(rows[0])
+    table = list(csv.DictReader(io.StringIO(r.text)))
+    evals = [row for row in table if row["test_loss"]]
+    rows = [row for row in table if row["loss"]]  # step 0 has an evaluation and no step metrics
+    assert len(rows) == 300 and [row["step"] for row in table if not row["loss"]] == ["0"]
+    assert {"step", "loss", "grad_norm_0", "grad_norm_1", "act_rms_1", "event"} <= set(rows[0])
+    assert evals and int(evals[0]["step"]) == 0
+    assert all(float(e["train_loss"]) > 0 and 0 <= float(e["test_accuracy"]) <= 1 for e in evals)
+
     assert [int(row["step"]) for row in rows] == steps
     assert [float(row["loss"]) for row in rows] == full["beats"]["loss"]
     assert [float(row["grad_norm_1"]) for row in rows] == [
@@ -281,3 +296,21 @@ def test_delete_then_404(serve):
         assert api.client.get(f"/api/runs/{live}").status_code == 404
         assert api.client.get("/api/runs").json() == []
         api.create(**HELD)  # its slot under the cap of one is free again
+
+
+def test_metrics_range_and_cues_for_sound_exports(api):
+    # main's old defaults (SGD on x1, x2): too slow to chime in 300 steps
+    run_id = api.create(**QUICK, hidden=[4], optimizer="sgd", features=["x1", "x2"])
+    api.wait_state(run_id, "finished")
+    part = api.metrics(run_id, start=10, stop=20)
+    assert part["beats"]["step"] == list(range(10, 20))
+    assert len(part["echoes"]["grad_norm"]) == len(part["crescendo"]) == 10
+    assert part["events"] == []  # finished without a chime: nothing to sound
+
+    diverging = {"dataset": "plane", "activation": "relu", "learning_rate": 10}
+    run_id = api.create(**{**QUICK, **diverging, "max_steps": 2000})
+    api.wait_state(run_id, "diverged")
+    cues = api.metrics(run_id)["events"]
+    alarms = [e for e in cues if e["type"] == "alarm"]
+    assert len(alarms) == 1 and alarms[0]["step"] == api.run(run_id)["step"]
+    assert {e["type"] for e in cues} <= {"chime", "alarm", "overfit", "plateau", "plateau_end"}

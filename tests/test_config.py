@@ -3,11 +3,13 @@
 import pytest
 from pydantic import ValidationError
 
-from app.config import MAX_PARAMETERS, RunConfig, count_parameters
+from app.engine.config import MAX_PARAMETERS, RunConfig, count_parameters
 
 # field -> (invalid values, words the message must contain)
 INVALID = {
-    "dataset": (["nope", ""], "unknown dataset"),
+    # any plain name may be an uploaded set (the server looks it up); these never can be
+    "dataset": (["", "<b>spiral</b>", "a/b"], "unknown dataset"),
+    "table": (["not a ref", 3], "valid dictionary"),
     "n_samples": ([9, 5001], "should be"),
     "noise": ([-0.01, 0.51], "should be"),
     "train_ratio": ([0.09, 0.91], "should be"),
@@ -23,6 +25,7 @@ INVALID = {
     "max_steps": ([0, 10_000_001], "should be"),
     "steps_per_second": ([0.0, 0.09, 10_001.0], "should be"),
     "start_paused": (["maybe"], "boolean"),
+    "stop_at_convergence": (["maybe"], "boolean"),
 }
 CASES = [(field, value, words) for field, (values, words) in INVALID.items() for value in values]
 
@@ -38,8 +41,9 @@ def only_error(**fields) -> dict:
 def test_defaults_are_playground_like():
     config = RunConfig()
     assert (config.dataset, config.hidden, config.activation) == ("spiral", [8, 8], "tanh")
-    assert (config.learning_rate, config.batch_size, config.steps_per_second) == (0.03, 10, 8.0)
-    assert config.layers == [2, 8, 8, 1]
+    assert (config.learning_rate, config.batch_size, config.steps_per_second) == (0.03, 10, 16.0)
+    assert config.optimizer == "adam" and config.stop_at_convergence
+    assert config.layers == [4, 8, 8, 1]  # x1, x2, sin x1, sin x2
 
 
 @pytest.mark.parametrize(("field", "value", "words"), CASES)
@@ -63,7 +67,7 @@ def test_every_field_has_an_invalid_case():
         ("batch_size", 513, "less than or equal to 512"),
         ("noise", 0.6, "less than or equal to 0.5"),
         ("train_ratio", 0.05, "greater than or equal to 0.1"),
-        ("dataset", "mnist", "unknown dataset 'mnist'; choose from circle"),
+        ("dataset", "mn/ist", "unknown dataset 'mn/ist'; choose from circle"),
         ("features", ["x1", "cos(x1)"], "unknown feature 'cos(x1)'"),
         ("features", ["x1", "x1"], "each feature may be chosen once"),
         ("hidden", [8] * 9, "at most 8 items"),
@@ -91,7 +95,7 @@ def test_parameter_cap_counts_the_whole_network():
 
 def test_several_invalid_fields_give_one_error_each():
     with pytest.raises(ValidationError) as caught:
-        RunConfig(learning_rate=100, batch_size=0, noise=2, dataset="nope", unknown=1)
+        RunConfig(learning_rate=100, batch_size=0, noise=2, dataset="no/pe", unknown=1)
     locs = sorted(e["loc"][0] for e in caught.value.errors())
     assert locs == ["batch_size", "dataset", "learning_rate", "noise", "unknown"]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from app.datasets import (
+from app.engine.datasets import (
     DATASETS,
     EXTENT,
     FEATURES,

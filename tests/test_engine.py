@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from app.config import RunConfig
-from app.engine import EVAL_EVERY_MAX, GRID_SIZE, Trainer
-from app.metrics import CRESCENDO_DECADES, CRESCENDO_SMOOTHING
-from app.steps import LAYER_COLUMNS, SCALAR_COLUMNS
+from app.engine.config import RunConfig
+from app.engine.metrics import CRESCENDO_DECADES, CRESCENDO_SMOOTHING
+from app.engine.steps import LAYER_COLUMNS, SCALAR_COLUMNS
+from app.engine.trainer import EVAL_EVERY_MAX, GRID_SIZE, Trainer
 
 EVAL_KEYS = {
     "type",

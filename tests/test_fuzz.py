@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.websockets import WebSocketDisconnect
 
-from app.config import RunConfig
-from app.datasets import DATASETS, FEATURES
-from app.server import create_app
-from app.settings import Settings
+from app.engine.config import RunConfig
+from app.engine.datasets import DATASETS, FEATURES
+from app.web.server import create_app
+from app.web.settings import Settings
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SMALL_RUN = dict(dataset="circle", n_samples=100, hidden=[4], max_steps=10_000_000)
@@ -53,6 +53,18 @@ PLAUSIBLE = {
     "max_steps": st.integers(0, 20_000_000),
     "steps_per_second": st.none() | st.floats(0, 20_000),
     "start_paused": st.booleans(),
+    "stop_at_convergence": st.booleans(),
+    "table": st.none()  # the server replaces it; a forged one must not crash a run
+    | st.fixed_dictionaries(
+        {
+            "hash": st.sampled_from(["0" * 64, "nothex"]),
+            "kind": st.sampled_from(["csv", "drawn", "x"]),
+            "task": st.sampled_from(["classification", "regression", "ranking"]),
+            "n_classes": st.integers(-1, 20),
+            "inputs": st.lists(st.text(max_size=5), max_size=3),
+            "rows": st.integers(-1, 100),
+        }
+    ),
 }
 assert set(PLAUSIBLE) == set(RunConfig.model_fields)
 configs = st.one_of(
@@ -165,9 +177,9 @@ class Runs:
     def keep_paused(self) -> None:
         """After a fuzzed control: a running run is paused again, an ended one replaced."""
         run = self.client.app.state.manager.get(self.live)
-        if run.runner.state == "running":
+        if run.handle.state == "running":
             self.client.post(f"/api/runs/{self.live}/control", json={"action": "pause"})
-        elif not run.runner.alive:
+        elif not run.handle.alive:
             assert self.client.delete(f"/api/runs/{self.live}").status_code == 204
             self.live = self.create(start_paused=True)
 

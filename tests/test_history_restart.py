@@ -11,7 +11,7 @@ import httpx
 
 from app.store import DB_NAME
 
-QUICK = {"dataset": "xor", "steps_per_second": None, "max_steps": 300}
+QUICK = {"dataset": "xor", "steps_per_second": None, "stop_at_convergence": False, "max_steps": 300}
 
 
 def without_time(metrics: dict) -> dict:
@@ -68,10 +68,18 @@ def test_a_crash_leaves_the_run_interrupted_with_its_flushed_metrics(
 ):
     data = tmp_path / "crashed"
     server = spawn(
-        [sys.executable, "-m", "uvicorn", "app.server:create_app", "--factory", "--port={port}"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.web.server:create_app",
+            "--factory",
+            "--port={port}",
+        ],
         env={"BACKBEAT_DATA": str(data)},
     ).wait_healthy()
     config = {"dataset": "xor", "steps_per_second": None, "max_steps": 10_000_000}
+    config["stop_at_convergence"] = False  # plays on until the crash
     r = httpx.post(f"{server.url}/api/runs", json=config, timeout=10)
     assert r.status_code == 201, r.text
     run_id = r.json()["id"]

@@ -8,33 +8,78 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from app import metrics
-from app.metrics import ConvergenceDetector, Crescendo, OverfitDetector
+from app.engine import metrics
+from app.engine.metrics import Crescendo, OverfitDetector
+
+
+def plain_entropy(p: np.ndarray) -> float:
+    """Mean -sum p log p over rows (p of the positive class for one column), over log K."""
+    if p.shape[1] == 1:
+        p = np.hstack([p, 1 - p])
+    terms = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return float(terms.sum(axis=1).mean() / math.log(p.shape[1]))
+
+
+def plain_cross_entropy(p: np.ndarray, y: np.ndarray) -> float:
+    """Mean -log p(true class); for one column, -y log p - (1 - y) log(1 - p)."""
+    if p.shape[1] == 1:
+        p, y = np.hstack([1 - p, p]), y.ravel().astype(int)
+    return float(-np.log(p[np.arange(len(y)), y]).mean())
+
+
+def plain_accuracy(p: np.ndarray, y: np.ndarray) -> float:
+    if p.shape[1] == 1:
+        return float(((p.ravel() > 0.5) == (y.ravel() > 0.5)).mean())
+    return float((p.argmax(axis=1) == y).mean())
+
+
+def from_logits(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of logits as the network's columns: logits, probabilities, log-partition."""
+    zc = z.T
+    if zc.shape[0] == 1:
+        log_norm = np.logaddexp(0.0, zc)
+    else:
+        log_norm = np.log(np.exp(zc - zc.max(axis=0)).sum(axis=0, keepdims=True)) + zc.max(axis=0)
+    probs = np.exp(zc - log_norm) if zc.shape[0] > 1 else 1 / (1 + np.exp(-zc))
+    return zc, probs, log_norm
+
+
+logits = arrays(  # away from 0, where s(z) rounds to exactly 1/2 and the thresholds tie
+    np.float64,
+    st.tuples(st.integers(1, 12), st.sampled_from([1, 3, 10])),
+    elements=st.floats(-8, 8).filter(lambda v: abs(v) > 1e-6),
+)
+
+
+@given(logits, st.integers(0, 2**32 - 1))
+def test_log_partition_formulas_match_the_plain_definitions(z, seed):
+    n, k = z.shape
+    zc, probs, log_norm = from_logits(z)
+    p_rows = probs.T
+    rng = np.random.default_rng(seed)
+    if k == 1:
+        y = rng.integers(0, 2, n).astype(float)
+        targets, labels = y.reshape(1, -1), (y > 0.5).reshape(1, -1)
+    else:
+        y = rng.integers(0, k, n)
+        targets, labels = np.eye(k)[y].T, y
+    total = float(log_norm.sum())
+    assert metrics.cross_entropy(total, zc, targets, n) == pytest.approx(
+        plain_cross_entropy(p_rows, y), rel=1e-9, abs=1e-9
+    )
+    assert metrics.predictive_entropy(total, zc, probs, n, max(k, 2)) == pytest.approx(
+        min(plain_entropy(p_rows), 1.0), rel=1e-7, abs=1e-9
+    )
+    assert metrics.count_correct(zc, labels) / n == plain_accuracy(p_rows, y)
 
 
 def test_entropy_is_one_for_a_coin_toss_and_zero_when_certain():
-    assert metrics.entropy(np.full((4, 1), 0.5)) == pytest.approx(1.0)
-    assert metrics.entropy(np.full((4, 10), 0.1)) == pytest.approx(1.0)
-    assert metrics.entropy(np.array([[1.0], [0.0]])) == pytest.approx(0.0, abs=1e-9)
-    assert metrics.entropy(np.eye(10)) == pytest.approx(0.0, abs=1e-9)
-    h = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1)) / math.log(2)
-    assert metrics.entropy(np.array([[0.9], [0.1]])) == pytest.approx(h)
-
-
-@given(arrays(np.float64, (6, 4), elements=st.floats(0, 1)))
-def test_entropy_stays_in_the_unit_interval(raw):
-    p = raw + 1e-3
-    p /= p.sum(axis=1, keepdims=True)
-    assert 0.0 <= metrics.entropy(p) <= 1.0 + 1e-12
-    assert 0.0 <= metrics.entropy(p[:, :1]) <= 1.0 + 1e-12
-
-
-def test_accuracy_thresholds_sigmoid_and_argmaxes_softmax():
-    assert metrics.accuracy(np.array([[0.9], [0.4], [0.6]]), np.array([[1.0], [0.0], [0.0]])) == (
-        pytest.approx(2 / 3)
-    )
-    p = np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]])
-    assert metrics.accuracy(p, np.array([1, 2])) == 0.5
+    for z in (np.zeros((4, 1)), np.zeros((4, 10))):  # uniform guesses
+        zc, probs, log_norm = from_logits(z)
+        k = max(z.shape[1], 2)
+        assert metrics.predictive_entropy(log_norm.sum(), zc, probs, 4, k) == pytest.approx(1.0)
+    zc, probs, log_norm = from_logits(np.array([[60.0], [-60.0]]))  # certain either way
+    assert metrics.predictive_entropy(log_norm.sum(), zc, probs, 2, 2) == pytest.approx(0, abs=1e-9)
 
 
 def test_crescendo_grows_as_the_loss_falls_and_stays_in_range():
@@ -82,40 +127,6 @@ def test_divergence_is_non_finite_or_a_thousand_times_the_start(loss, initial, d
         assert "finite" in reason or "1000x" in reason
 
 
-def test_convergence_chimes_once_when_classification_is_solved():
-    d = ConvergenceDetector()
-    assert d.observe(0.7, 0.7, 0.5) is None  # the start
-    assert d.observe(0.1, 0.1, 0.99) is None  # not every point right yet
-    assert d.observe(0.2, 0.2, 1.0) is None  # every point right, loss not down 10x
-    reason = d.observe(0.05, 0.06, 1.0)
-    assert reason and "solved" in reason
-    assert d.observe(0.01, 0.01, 1.0) is None  # fired once only
-
-
-def test_convergence_chimes_on_a_plateau_after_progress_or_a_solved_regression():
-    d = ConvergenceDetector()
-    d.observe(1.0, 1.0)
-    losses = [0.3 + 0.0005 * (i % 2) for i in range(metrics.PLATEAU_WINDOW)]
-    results = [d.observe(loss, loss) for loss in losses]
-    assert results[:-1] == [None] * (metrics.PLATEAU_WINDOW - 1)
-    assert "flat" in results[-1]
-
-    stuck = ConvergenceDetector()  # flat, but no real progress: not a chime
-    stuck.observe(1.0, 1.0)
-    assert all(stuck.observe(0.9, 0.9) is None for _ in range(3 * metrics.PLATEAU_WINDOW))
-
-    regression = ConvergenceDetector()
-    regression.observe(1.0, 1.0)
-    assert regression.observe(0.01, 0.01) is None
-    assert "solved" in regression.observe(0.0009, 0.002)
-
-
-def test_convergence_ignores_non_finite_losses():
-    d = ConvergenceDetector()
-    assert d.observe(math.nan, 1.0) is None
-    assert d.initial is None
-
-
 def overfit_pairs(n, test_slope, train_slope):
     return [(1.0 + train_slope * i, 1.0 + test_slope * i) for i in range(n)]
 
@@ -134,3 +145,34 @@ def test_overfit_fires_once_when_test_rises_while_train_falls():
 def test_overfit_stays_quiet_otherwise(test_slope, train_slope):
     d = OverfitDetector()
     assert not any(d.observe(tr, te) for tr, te in overfit_pairs(40, test_slope, train_slope))
+
+
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(2, 16), st.integers(1, 40)),
+        elements=st.sampled_from([-2.0, -0.0, 0.0, 1.0, 1.5, 3.0, np.inf, -np.inf, np.nan]),
+    )
+)
+def test_predicted_from_the_peak_is_argmax_with_its_ties_and_nans(z):
+    """The first row equal to the column's peak is argmax's answer: ties to the first, -0 == 0,
+    infinities; a NaN anywhere leaves it to argmax (which points at the first NaN)."""
+    peak = np.maximum.reduce(z, axis=0)
+    np.testing.assert_array_equal(metrics.predicted(z, peak), z.argmax(axis=0))
+    np.testing.assert_array_equal(metrics.predicted(z), z.argmax(axis=0))
+
+
+def test_predicted_for_one_output_is_the_sign_of_the_logit():
+    z = np.array([[-1.0, 0.0, 2.0]])
+    np.testing.assert_array_equal(metrics.predicted(z), [[False, False, True]])
+
+
+@given(
+    arrays(
+        np.float64, st.tuples(st.integers(1, 12), st.integers(1, 40)), elements=st.floats(-1e6, 1e6)
+    )
+)
+def test_inner_is_vdot_bit_for_bit(a):
+    b = a[::-1].copy() + 0.5
+    assert metrics.inner(a, b) == float(np.vdot(a, b))
+    assert metrics.inner(a[:, ::2], b[:, ::2]) == float(np.vdot(a[:, ::2], b[:, ::2]))

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from app.config import RunConfig
-from app.engine import Trainer
-from app.optim import OPTIMIZERS, SGD, Adam, Momentum, make_optimizer
+from app.engine.config import RunConfig
+from app.engine.optim import OPTIMIZERS, SGD, Adam, Momentum, make_optimizer
+from app.engine.trainer import Trainer
 
 PARAMS = [0.5, -1.0, 2.0, 0.0]
 GRADS = [[0.1, -0.2, 0.3, 1e-4], [0.3, 0.1, -0.5, -2e-4], [-0.2, 0.4, 0.05, 3e-4]]

@@ -9,9 +9,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from app.config import RunConfig
-from app.engine import Trainer
-from app.runner import ControlError, Runner
+from app.engine.config import RunConfig
+from app.engine.trainer import Trainer
+from app.live.runner import ControlError, Runner
 
 DEADLINE = 20.0  # s: generous, only reached when something is broken
 
@@ -68,7 +68,8 @@ class RecordingSink:
 
 
 def start(sink=None, paused=False, tempo=None, **overrides) -> tuple[Runner, RecordingSink]:
-    config = RunConfig(**{"max_steps": 10_000_000, "steps_per_second": tempo, **overrides})
+    base = {"max_steps": 10_000_000, "steps_per_second": tempo, "stop_at_convergence": False}
+    config = RunConfig(**{**base, **overrides})
     sink = sink or RecordingSink()
     runner = Runner("r1", Trainer(config), sink, tempo, start_paused=paused)
     runner.start()

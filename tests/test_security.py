@@ -20,15 +20,18 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from app import hub, security
-from app.hub import Channel, Viewer
-from app.security import Access, ConnectionLimits
-from app.server import create_app
-from app.settings import Settings
+from app.live import channel as hub
+from app.live.channel import Channel, Viewer
+from app.live.ingest import INGEST_MESSAGE_BYTES
+from app.web import security
+from app.web.security import Access, ConnectionLimits
+from app.web.server import create_app
+from app.web.settings import Settings
 
 TOKEN = secrets.token_urlsafe(24)
 HEADER = {"X-Backbeat-Token": TOKEN}
 SMALL_RUN = dict(dataset="circle", n_samples=100, hidden=[4], max_steps=1_000_000)
+SMALL_RUN["stop_at_convergence"] = False  # plays on past its chime
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -272,14 +275,24 @@ def test_uvicorn_refuses_oversized_messages_itself(spawn, backbeat, tmp_path):
         [*backbeat, "--port", "{port}", "--data", str(tmp_path / "d"), "--no-browser"]
     ).wait_healthy()
     run_id = httpx.post(f"{server.url}/api/runs", json={**SMALL_RUN, "start_paused": True})
-    with connect(f"ws://127.0.0.1:{server.port}/ws/runs/{run_id.json()['id']}") as ws:
+    url = f"ws://127.0.0.1:{server.port}/ws/runs/{run_id.json()['id']}"
+    # uvicorn's own cap is the ingest cap (1 MiB); past it the app never sees the message
+    with connect(url, max_size=None) as ws:
         json.loads(ws.recv(5))
-        ws.send("x" * 4097)
+        ws.send("x" * (INGEST_MESSAGE_BYTES + 1))
         with pytest.raises(ConnectionClosed) as closed:
             while True:
                 ws.recv(5)
     assert closed.value.rcvd.code == 1009
     assert closed.value.rcvd.reason != "message over 4 KiB"  # refused before the app saw it
+    # a viewer's message over 4 KiB still gets through uvicorn and is refused by the app
+    with connect(url) as ws:
+        json.loads(ws.recv(5))
+        ws.send("x" * 4097)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(5)
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1009, "message over 4 KiB")
 
 
 def test_flooding_closes_1008_and_a_steady_client_stays(serve):
@@ -359,7 +372,7 @@ def test_connection_caps_count_each_address():
 
 def test_a_full_viewer_queue_is_evicted_without_holding_up_the_others():
     async def scenario():
-        channel = Channel("r", 1, asyncio.get_running_loop(), dict, print, print)
+        channel = Channel("r", 1, asyncio.get_running_loop(), dict)
         with channel.subscribe() as (slow, _), channel.subscribe() as (fast, _):
             slow.queue = asyncio.Queue(3)
             for _ in range(10):
@@ -390,7 +403,7 @@ def test_evicted_session_closes_4008(api, wait_until):
 
 
 def test_stalled_socket_is_evicted_and_others_keep_streaming(tmp_path, monkeypatch):
-    monkeypatch.setattr(Viewer.__init__, "__defaults__", (20,))  # evict after 20 frames
+    monkeypatch.setattr(Viewer.__init__, "__defaults__", (20, "audience"))  # evict after 20 frames
     settings = Settings(data_dir=tmp_path, heartbeat_interval=1.0, heartbeat_timeout=30.0)
     app = create_app(settings)
     with ThreadedServer(app) as srv:

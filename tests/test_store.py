@@ -1,4 +1,9 @@
-"""The run store keeps every run and step across restarts and crashes, and fails readably."""
+"""The run store keeps every run and step across restarts and crashes, and fails readably.
+
+The contract's tests run on both stores: SQLite in a data folder and PostgreSQL (a real
+server, tests/_postgres.py, a database per test). Failures of the file are SQLite's own;
+PostgreSQL's are in tests/test_postgres.py.
+"""
 
 import sqlite3
 import subprocess
@@ -12,8 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import store as store_module
-from app.store import RunStore, StoreError
+from app.engine.steps import SCHEMA
+from app.engine.tables import Table
+from app.store import RunStore, StoreError, codec, open_store
+from app.store import base as store_module
+from app.store.tables import DuplicateName, TableStore, TooManySets
+from tests._postgres import postgres_server  # noqa: F401 - the session's server
 
 LAYERS = [2, 8, 8, 1]  # three weight layers -> per-layer columns of width 3
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +60,7 @@ def as_stored(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def assert_steps_equal(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
-    assert set(got) == set(want) == set(store_module.COLUMNS)
+    assert set(got) == set(want) == set(SCHEMA)
     for name, col in as_stored(want).items():
         assert got[name].dtype == col.dtype, name
         assert got[name].shape == col.shape, name
@@ -62,14 +71,35 @@ def concat(*blocks):
     return {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
 
 
+class Backing:
+    """Where a test's stores live: a data folder (SQLite) or a database URL (PostgreSQL)."""
+
+    def __init__(self, folder: Path, url: str | None = None) -> None:
+        self.folder, self.url = folder, url
+
+    def open(self, **kwargs):
+        return open_store(self.folder, self.url, **kwargs)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backing(request, tmp_path):
+    if request.param == "sqlite":
+        yield Backing(tmp_path)
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.new_database()
+    yield Backing(tmp_path, url)
+    server.drop_database(url)
+
+
 @pytest.fixture
-def store(tmp_path):
-    s = RunStore(tmp_path)
+def store(backing):
+    s = backing.open()
     yield s
     s.close()
 
 
-def test_steps_round_trip_exactly_with_nan_inf_dtypes_and_layer_shapes(store, tmp_path):
+def test_steps_round_trip_exactly_with_nan_inf_dtypes_and_layer_shapes(store, backing):
     store.create_run("r1", {"dataset": "spiral"}, LAYERS, 100.0)
     a, b = steps(0, 300), steps(300, 200)
     store.append_steps("r1", a)
@@ -80,7 +110,7 @@ def test_steps_round_trip_exactly_with_nan_inf_dtypes_and_layer_shapes(store, tm
     assert np.isnan(got["loss"][0]) and got["loss"][1] == np.inf and got["loss"][2] == -np.inf
     assert got["grad_norm"].shape == (500, 3) and got["step"].dtype == np.int64
     assert store.get_run("r1")["step"] == 499  # flushing records the newest step
-    with closing(RunStore(tmp_path)) as reopened:  # it is on disk
+    with closing(backing.open()) as reopened:  # it is on disk
         assert_steps_equal(reopened.read_steps("r1"), concat(a, b))
 
 
@@ -94,13 +124,13 @@ def test_appended_arrays_are_copied(store):
     assert_steps_equal(store.read_steps("r"), want)
 
 
-def test_buffered_steps_are_readable_before_flush_and_written_by_it(store, tmp_path):
+def test_buffered_steps_are_readable_before_flush_and_written_by_it(store, backing):
     store.create_run("r", {}, LAYERS, 1.0)
     store.append_steps("r", steps(0, 40))
     store.flush()
     store.append_steps("r", steps(40, 25))
     assert_steps_equal(store.read_steps("r"), concat(steps(0, 40), steps(40, 25)))
-    other = RunStore(tmp_path)  # a second reader sees only what was flushed
+    other = backing.open()  # a second reader sees only what was flushed
     assert len(other.read_steps("r")["step"]) == 40
     store.flush()
     assert len(other.read_steps("r")["step"]) == 65
@@ -109,20 +139,20 @@ def test_buffered_steps_are_readable_before_flush_and_written_by_it(store, tmp_p
     other.close()
 
 
-def test_steps_appended_while_a_flush_writes_stay_buffered(store, tmp_path, monkeypatch):
+def test_steps_appended_while_a_flush_writes_stay_buffered(store, backing, monkeypatch):
     store.create_run("r", {}, LAYERS, 1.0)
     store.append_steps("r", steps(0, 10))
-    encode = store_module._encode
+    encode = codec.encode_steps
 
     def encode_while_training_appends(block):
-        monkeypatch.setattr(store_module, "_encode", encode)
+        monkeypatch.setattr(codec, "encode_steps", encode)
         store.append_steps("r", steps(10, 5))  # a training thread, mid-flush
         return encode(block)
 
-    monkeypatch.setattr(store_module, "_encode", encode_while_training_appends)
+    monkeypatch.setattr(codec, "encode_steps", encode_while_training_appends)
     store.flush()
     assert store.read_steps("r")["step"].tolist() == list(range(15))
-    with closing(RunStore(tmp_path)) as other:
+    with closing(backing.open()) as other:
         assert other.read_steps("r")["step"].tolist() == list(range(10))
         store.flush()
         assert other.read_steps("r")["step"].tolist() == list(range(15))
@@ -149,13 +179,13 @@ def test_every_nth_row_and_step_ranges_across_chunks(store, monkeypatch):
 def test_a_run_without_steps_reads_as_empty_columns(store):
     store.create_run("r", {}, LAYERS, 1.0)
     got = store.read_steps("r")
-    assert set(got) == set(store_module.COLUMNS)
+    assert set(got) == set(SCHEMA)
     assert got["loss"].shape == (0,) and got["grad_norm"].shape == (0, 3)
     assert got["step"].dtype == np.int64 and got["t"].dtype == np.float64
     assert store.read_steps("nope")["step"].shape == (0,)
 
 
-def test_events_keep_order_filter_by_type_and_null_non_finite(store, tmp_path):
+def test_events_keep_order_filter_by_type_and_null_non_finite(store, backing):
     store.create_run("r", {}, LAYERS, 1.0)
     store.append_event("r", {"type": "eval", "step": 10, "test_loss": 0.5})
     store.append_event("r", {"type": "chime", "step": 20, "reason": "converged"})
@@ -172,7 +202,7 @@ def test_events_keep_order_filter_by_type_and_null_non_finite(store, tmp_path):
     assert store.read_events("r", types={"eval"}) == [want[0], want[2]]
     assert store.read_events("r", types={"chime", "end"}) == [want[1], want[3]]
     store.flush()
-    with closing(RunStore(tmp_path)) as reopened:
+    with closing(backing.open()) as reopened:
         assert reopened.read_events("r") == want
     assert store.read_events("other") == []
 
@@ -237,8 +267,8 @@ def test_delete_run_removes_run_steps_events_and_buffers(store):
     assert chunks == 0
 
 
-def test_persists_across_restart_and_close_flushes(tmp_path):
-    first = RunStore(tmp_path)
+def test_persists_across_restart_and_close_flushes(backing):
+    first = backing.open()
     first.create_run("r", {"dataset": "xor"}, LAYERS, 10.0)
     first.append_steps("r", steps(0, 100))
     first.flush()
@@ -246,7 +276,7 @@ def test_persists_across_restart_and_close_flushes(tmp_path):
     first.append_event("r", {"type": "end", "step": 119})
     first.set_state("r", "finished", step=119, summary={"final_loss": 0.1})
     first.close()  # flushes what is still buffered
-    second = RunStore(tmp_path)
+    second = backing.open()
     run = second.get_run("r")
     assert (run["state"], run["step"], run["summary"]) == ("finished", 119, {"final_loss": 0.1})
     assert_steps_equal(second.read_steps("r"), steps(0, 120))
@@ -255,13 +285,13 @@ def test_persists_across_restart_and_close_flushes(tmp_path):
     second.close()
 
 
-def test_crash_keeps_flushed_steps_and_marks_live_runs_interrupted(tmp_path):
+def test_crash_keeps_flushed_steps_and_marks_live_runs_interrupted(backing):
     script = textwrap.dedent(f"""
         import os
         from pathlib import Path
-        from app.store import RunStore
+        from app.store import open_store
         from tests.test_store import steps
-        store = RunStore(Path({str(tmp_path)!r}))
+        store = open_store(Path({str(backing.folder)!r}), {backing.url!r})
         store.create_run("done", {{}}, [2, 8, 8, 1], 1.0)
         store.set_state("done", "finished", step=0)
         store.create_run("live", {{}}, [2, 8, 8, 1], 2.0)
@@ -275,7 +305,7 @@ def test_crash_keeps_flushed_steps_and_marks_live_runs_interrupted(tmp_path):
         os._exit(1)  # no close, no atexit: a crash
     """)
     subprocess.run([sys.executable, "-c", script], cwd=REPO, check=False, timeout=60)
-    store = RunStore(tmp_path)
+    store = backing.open()
     assert_steps_equal(store.read_steps("live"), steps(0, 1000))
     assert store.read_events("live") == [{"type": "eval", "step": 999}]
     assert sorted(store.mark_interrupted()) == ["live", "paused"]
@@ -289,18 +319,19 @@ def test_crash_keeps_flushed_steps_and_marks_live_runs_interrupted(tmp_path):
     store.close()
 
 
-def test_prune_drops_oldest_finished_runs_and_never_live_ones(tmp_path):
-    store = RunStore(tmp_path, max_runs=3)
+def test_prune_drops_oldest_finished_runs_and_never_live_ones(backing):
+    store = backing.open(max_runs=3)
     states = ["finished", "running", "stopped", "diverged", "starting", "interrupted"]
     for i, state in enumerate(states):
         store.create_run(f"r{i}", {}, LAYERS, float(i))
         store.set_state(f"r{i}", state)
         store.append_steps(f"r{i}", steps(0, 2000))
     store.close()  # checkpoints: all data in the database file, no WAL
-    store = RunStore(tmp_path, max_runs=3)
+    store = backing.open(max_runs=3)
     before = store.disk_bytes()
     assert store.prune() == ["r0", "r2", "r3"]  # r1 is older but live
-    assert store.disk_bytes() < 0.6 * before  # half the steps went, and so did their space
+    if backing.url is None:  # PostgreSQL's autovacuum reuses the space, keeping the files
+        assert store.disk_bytes() < 0.6 * before  # half the steps went, and so did their space
     assert [r["id"] for r in store.list_runs()] == ["r5", "r4", "r1"]
     assert store.read_steps("r0")["step"].size == 0
     assert store.prune() == []
@@ -311,14 +342,14 @@ def test_prune_drops_oldest_finished_runs_and_never_live_ones(tmp_path):
     store.close()
 
 
-def test_steps_are_compact_on_disk(tmp_path):
-    store = RunStore(tmp_path)
+def test_steps_are_compact_on_disk(backing):
+    store = backing.open()
     store.create_run("r", {}, LAYERS, 1.0)
     n = 60_000
     for start in range(0, n, 500):
         store.append_steps("r", steps(start, 500))
     store.close()  # checkpoints the WAL into the database file
-    reopened = RunStore(tmp_path)
+    reopened = backing.open()
     raw = n * (3 * 8 + 13 * 8)  # float64/int64 columns, uncompressed
     assert reopened.disk_bytes() < raw / 2
     assert len(reopened.read_steps("r", every=100)["step"]) == n // 100
@@ -391,7 +422,8 @@ def test_locked_database_is_a_store_error_after_the_busy_timeout(tmp_path):
     store.close()
 
 
-def test_full_disk_is_a_store_error_and_keeps_the_buffer(store, tmp_path):
+def test_full_disk_is_a_store_error_and_keeps_the_buffer(tmp_path):
+    store = RunStore(tmp_path)
     store.create_run("r", {}, LAYERS, 1.0)
     pages = store._query("PRAGMA page_count", ())[0][0]
     store._db.execute(f"PRAGMA max_page_count = {pages + 1}")  # SQLite's own "disk full"
@@ -403,3 +435,53 @@ def test_full_disk_is_a_store_error_and_keeps_the_buffer(store, tmp_path):
     store.flush()
     with closing(RunStore(tmp_path)) as reopened:
         assert reopened.read_steps("r")["step"].size == 20_000
+    store.close()
+
+
+def test_snapshots_answer_the_newest_at_or_before_a_step_and_drop(store, backing):
+    from tests.test_model_snapshots import snapshot
+
+    store.create_run("r", {}, [2, 3, 1], 0.0)
+    store.append_snapshot("r", 0, snapshot(0.0))
+    store.append_snapshot("r", 50, snapshot(0.5))
+    store.flush()
+    store.append_snapshot("r", 50, snapshot(0.25))  # the same step again: replaced
+    store.append_snapshot("r", 100, snapshot(1.0))
+    store.flush()
+    got = store.read_snapshot("r", 60)
+    assert got["step"] == 50 and got["layers"][0]["weights"] == [[0.25] * 3] * 2
+    assert got["layers"][1]["biases"] == [1.0] and got["loss"] == "bce"
+    store.drop_snapshots("r", [50])
+    store.flush()
+    with closing(backing.open()) as reopened:
+        assert reopened.read_snapshot("r", 60)["step"] == 0
+        assert reopened.read_snapshot("r", 10**12)["step"] == 100
+    store.delete_run("r")
+    assert store.read_snapshot("r", 200) is None
+
+
+def table(seed: int) -> Table:
+    x = np.random.default_rng(seed).normal(size=(6, 2))
+    return Table(["a", "b"], "y", "classification", ["no", "yes"], x, np.arange(6.0) % 2)
+
+
+def test_uploaded_sets_are_named_case_blind_kept_by_runs_and_collected(store, backing):
+    sets = TableStore(store, max_sets=2)
+    info, new = sets.save("Blobs", table(1))
+    assert new and info["name"] == "Blobs" and info["rows"] == 6
+    assert sets.save("blobs", table(1)) == (info, False)  # same name, same rows: kept
+    with pytest.raises(DuplicateName, match="'Blobs' already exists"):
+        sets.save("BLOBS", table(2))
+    assert sets.info("bLoBs") == info and sets.by_name("BLOBS").hash == table(1).hash
+    sets.save("other", table(2))
+    with pytest.raises(TooManySets):
+        sets.save("third", table(3))
+    with closing(backing.open()) as again:  # another process sees them
+        assert [s["name"] for s in TableStore(again).list()] == ["Blobs", "other"]
+    store.create_run("r", {"dataset": f"upload:{table(2).hash}"}, LAYERS, 1.0)
+    assert sets.delete("OTHER") and not sets.delete("other")
+    assert sets.by_name("other") is None
+    assert sets.by_hash(table(2).hash).hash == table(2).hash  # a stored run still uses it
+    store.delete_run("r")
+    assert sets.collect() == 1 and sets.by_hash(table(2).hash) is None
+    assert sets.delete("blobs") and sets.collect() == 0 and sets.list() == []

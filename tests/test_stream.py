@@ -10,13 +10,18 @@ import numpy as np
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from app import hub
-from app.api.stream import Session
-from app.hub import EVICTED, Channel, Viewer
-from app.settings import Settings
-from app.steps import StepBuffer
+from app.engine.steps import StepBuffer
+from app.live import channel as hub
+from app.live.channel import EVICTED, Channel, Viewer
+from app.web.routes.stream import Session
+from app.web.settings import Settings
 
-HELD = {"dataset": "xor", "steps_per_second": None, "start_paused": True}
+HELD = {
+    "dataset": "xor",
+    "steps_per_second": None,
+    "stop_at_convergence": False,
+    "start_paused": True,
+}
 EVENTS = ("eval", "chime", "alarm", "overfit", "end")  # what a replay repeats
 
 
@@ -63,7 +68,7 @@ def test_hello_then_frames_whose_arrays_match_the_architecture(api):
     config = {**HELD, "hidden": [6, 4], "max_steps": 400}
     run_id = api.create(**config)
     api.wait_state(run_id, "paused")
-    with api.client.websocket_connect(f"/ws/runs/{run_id}") as ws:
+    with api.client.websocket_connect(f"/ws/runs/{run_id}?detail=full") as ws:
         hello = receive(ws)
         assert hello["type"] == "hello" and hello["replay"] is False
         run = hello["run"]
@@ -99,23 +104,24 @@ def test_hello_then_frames_whose_arrays_match_the_architecture(api):
 
 def test_frames_come_at_most_about_sixty_a_second(api):
     run_id = api.create(**{**HELD, "max_steps": 10_000_000})
-    with api.client.websocket_connect(f"/ws/runs/{run_id}") as ws:
+    with api.client.websocket_connect(f"/ws/runs/{run_id}?detail=full") as ws:
         receive(ws)
         api.control(run_id, "resume")
-        arrivals, t0 = [], time.monotonic()
-        while time.monotonic() - t0 < 1.0:
+        arrivals: list[float] = []
+        deadline = time.monotonic() + 60  # a loaded machine streams slower, never faster
+        while len(arrivals) < 40 and time.monotonic() < deadline:
             if receive(ws)["type"] == "frame":
                 arrivals.append(time.monotonic())
         api.control(run_id, "stop")
+    assert len(arrivals) == 40  # it does stream while training flat out
     span = arrivals[-1] - arrivals[0]
-    assert len(arrivals) >= 20  # it does stream while training flat out
     assert (len(arrivals) - 1) / span <= 66  # ≤ 60 Hz, with 10 % for timer jitter
 
 
 def test_controls_through_the_api_show_up_on_the_stream(api):
     run_id = api.create(**{**HELD, "steps_per_second": 200.0})
     api.wait_state(run_id, "paused")
-    with api.client.websocket_connect(f"/ws/runs/{run_id}") as ws:
+    with api.client.websocket_connect(f"/ws/runs/{run_id}?detail=full") as ws:
         receive(ws)
         seen: list[dict] = []
 
@@ -153,7 +159,7 @@ def test_controls_through_the_api_show_up_on_the_stream(api):
 def test_two_viewers_receive_the_same_bytes(api):
     run_id = api.create(**{**HELD, "max_steps": 3000})
     api.wait_state(run_id, "paused")
-    url = f"/ws/runs/{run_id}"
+    url = f"/ws/runs/{run_id}?detail=full"
     with api.client.websocket_connect(url) as a, api.client.websocket_connect(url) as b:
         hellos = [strict(a.receive_text()), strict(b.receive_text())]
         api.control(run_id, "resume")
@@ -177,7 +183,7 @@ def test_two_viewers_receive_the_same_bytes(api):
 def test_late_joiner_gets_hello_with_bounded_history(api, wait_until):
     run_id = api.create(dataset="xor", steps_per_second=None, max_steps=10_000_000)
     wait_until(lambda: api.run(run_id)["step"] > 3000, what="3,000 steps")
-    with api.client.websocket_connect(f"/ws/runs/{run_id}") as ws:
+    with api.client.websocket_connect(f"/ws/runs/{run_id}?detail=full") as ws:
         hello = receive(ws)
         frame = receive_until(ws, "frame")[-1]
         api.control(run_id, "stop")
@@ -198,7 +204,7 @@ def test_nan_and_inf_never_reach_the_wire_and_divergence_alarms(api):
     # a regression run has no accuracy (NaN inside); lr 10 makes it blow up in a few steps
     run_id = api.create(**{**HELD, "dataset": "plane", "activation": "relu", "learning_rate": 10})
     api.wait_state(run_id, "paused")
-    with api.client.websocket_connect(f"/ws/runs/{run_id}") as ws:
+    with api.client.websocket_connect(f"/ws/runs/{run_id}?detail=full") as ws:
         receive(ws)
         api.control(run_id, "resume")
         messages = receive_until(ws, "end")  # `receive` parses strictly
@@ -213,7 +219,8 @@ def test_nan_and_inf_never_reach_the_wire_and_divergence_alarms(api):
     assert api.run(run_id)["state"] == "diverged"
     for path in ("", "/metrics", "/model"):  # HTTP answers are strict JSON as well
         strict(api.client.get(f"/api/runs/{run_id}{path}").text)
-    with api.client.websocket_connect(f"/ws/runs/{run_id}?replay=1&steps_per_second=1000") as ws:
+    replay = f"/ws/runs/{run_id}?replay=1&steps_per_second=1000&detail=full"
+    with api.client.websocket_connect(replay) as ws:
         assert receive_until(ws, "end")[-1]["state"] == "diverged"
 
 
@@ -227,7 +234,7 @@ def test_unknown_run_closes_4004(api):
 def test_a_replay_scrubbed_to_a_step_starts_with_the_history_before_it(api):
     run_id = api.create(**{**HELD, "max_steps": 400, "start_paused": False})
     api.wait_state(run_id, "finished")
-    with api.client.websocket_connect(f"/ws/runs/{run_id}?replay=1&start=200") as ws:
+    with api.client.websocket_connect(f"/ws/runs/{run_id}?replay=1&start=200&detail=full") as ws:
         hello = receive(ws)
         first = receive_until(ws, "frame")[-1]
     assert hello["replay"] is True and hello["start"] == 200
@@ -246,19 +253,24 @@ def test_replay_equals_the_live_run(api):
     tempo, config = 500.0, {**HELD, "max_steps": 400, "noise": 0.3}
     run_id = api.create(**{**config, "steps_per_second": tempo})
     api.wait_state(run_id, "paused")
-    with api.client.websocket_connect(f"/ws/runs/{run_id}") as ws:
+    with api.client.websocket_connect(f"/ws/runs/{run_id}?detail=full") as ws:
         hello = receive(ws)
         api.control(run_id, "resume")
         live = receive_until(ws, "end")
     first_eval = [hello["last_eval"]] if hello["last_eval"] else []  # step 0, before we joined
 
-    url = f"/ws/runs/{run_id}?replay=1&steps_per_second={tempo}"
+    url = f"/ws/runs/{run_id}?replay=1&steps_per_second={tempo}&detail=full"
     with api.client.websocket_connect(url) as ws:
         replay_hello = receive(ws)
         replay = receive_until(ws, "end")
     assert replay_hello["replay"] is True and replay_hello["run"]["layers"] == [2, 8, 8, 1]
 
-    assert _events(replay) == _events(first_eval + live)
+    # a tick that carries two evals (a loaded machine) sends the older without its grid
+    gridless = [[{k: v for k, v in e.items() if k != "grid"} for e in _events(m)]
+                for m in (replay, first_eval + live)]  # fmt: skip
+    assert gridless[0] == gridless[1]
+    for a, b in zip(_events(replay), _events(first_eval + live), strict=True):
+        assert a.get("grid") is None or b.get("grid") is None or a["grid"] == b["grid"]
     assert len(_events(live)) >= 400 // 25  # an eval every 25 steps, and the end
     got, want = columns(frames_of(replay)), columns(frames_of(live))
     assert set(got) == set(want)
@@ -278,7 +290,7 @@ def _run_channel(fast: Viewer, slow: Viewer, n_blocks: int) -> tuple[Channel, li
 
     async def main() -> tuple[Channel, list[str]]:
         loop = asyncio.get_running_loop()
-        channel = Channel("r", 1, loop, lambda: {}, lambda block: None, lambda event: None)
+        channel = Channel("r", 1, loop, dict)
         channel.viewers |= {fast, slow}
         pump = asyncio.create_task(channel.pump())
         received: list[str] = []
@@ -353,7 +365,7 @@ def test_nothing_is_serialised_without_an_audience(monkeypatch):
     monkeypatch.setattr(hub, "dumps", lambda message: serialised.append(message) or "{}")
 
     async def main() -> Channel:
-        channel = Channel("r", 1, asyncio.get_running_loop(), dict, print, print)
+        channel = Channel("r", 1, asyncio.get_running_loop(), dict)
         channel._broadcast({"type": "frame"})  # nobody watching: only the seq moves on
         channel.viewers.add(Viewer())
         channel._broadcast({"type": "frame"})
@@ -365,10 +377,10 @@ def test_nothing_is_serialised_without_an_audience(monkeypatch):
 
 def test_an_evicted_websocket_is_closed_with_4008(api, monkeypatch):
     # a one-message outbox overflows as soon as a tick carries a frame and an eval
-    monkeypatch.setattr(hub.Viewer.__init__, "__defaults__", (1,))
+    monkeypatch.setattr(hub.Viewer.__init__, "__defaults__", (1, "audience"))
     run_id = api.create(**{**HELD, "max_steps": 2000})
     api.wait_state(run_id, "paused")
-    with api.client.websocket_connect(f"/ws/runs/{run_id}") as ws:
+    with api.client.websocket_connect(f"/ws/runs/{run_id}?detail=full") as ws:
         receive(ws)
         api.control(run_id, "resume")
         with pytest.raises(WebSocketDisconnect) as err:
@@ -384,7 +396,7 @@ def test_a_viewer_whose_oldest_message_waits_too_long_is_evicted():
         assert viewer.offer("first")
         assert viewer.offer("second")
         assert await viewer.take() == "first"  # reading keeps a viewer in
-        viewer.queued_at[0] -= hub.MAX_LAG + 1  # "second" has now waited past the limit
+        viewer.queued_at[0] -= hub.VIEWER_PATIENCE + 1  # "second" has now waited past the limit
         assert not viewer.offer("third")
         assert viewer.evicted and viewer.dropped.is_set()
         assert await viewer.take() is None  # the sender's cue to close with 4008

@@ -17,10 +17,12 @@ export class ApiError extends Error {
   }
 }
 
+export const UNREACHABLE = 'Cannot reach the Backbeat server';
+
 function readable(status, detail) {
   if (typeof detail === 'string') return detail;
   if (Array.isArray(detail)) return detail.map((d) => d.msg).join('; ');
-  if (status === 0) return 'Cannot reach the Backbeat server';
+  if (status === 0) return UNREACHABLE;
   return `Request failed (${status})`;
 }
 
@@ -37,14 +39,15 @@ export function getToken() {
 }
 
 async function request(method, path, body) {
-  const headers = body === undefined ? {} : { 'Content-Type': 'application/json' };
+  const form = body instanceof FormData; // the browser sets the multipart boundary itself
+  const headers = body === undefined || form ? {} : { 'Content-Type': 'application/json' };
   if (token) headers[TOKEN_HEADER] = token;
   let res;
   try {
     res = await fetch(path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : form ? body : JSON.stringify(body),
     });
   } catch {
     throw new ApiError(0, null);
@@ -64,13 +67,21 @@ export const api = {
   health: () => request('GET', '/api/health'),
   session: () => request('GET', '/api/session'),
   datasets: () => request('GET', '/api/datasets'),
+  defaults: () => request('GET', '/api/defaults'),
+  scenes: () => request('GET', '/api/scenes'),
+  dataset: (name) => request('GET', `/api/datasets/${encodeURIComponent(name)}`),
+  uploadDataset: (form) => request('POST', '/api/datasets', form),
+  saveDataset: (body) => request('POST', '/api/datasets', body),
+  deleteDataset: (name) => request('DELETE', `/api/datasets/${encodeURIComponent(name)}`),
   runs: () => request('GET', '/api/runs'),
   run: (id) => request('GET', `/api/runs/${id}`),
   createRun: (config) => request('POST', '/api/runs', config),
   control: (id, action, extra = {}) => request('POST', `/api/runs/${id}/control`, { action, ...extra }),
-  model: (id) => request('GET', `/api/runs/${id}/model`),
+  model: (id, step = null) => request('GET', `/api/runs/${id}/model${step === null ? '' : `?step=${step}`}`),
   data: (id) => request('GET', `/api/runs/${id}/data`),
   metrics: (id, every = 1) => request('GET', `/api/runs/${id}/metrics?every=${every}`),
+  steps: (id, start = 0, stop = null) =>
+    request('GET', `/api/runs/${id}/metrics?start=${start}${stop ? `&stop=${stop}` : ''}`),
 };
 
 /** Download addresses for a run: every step's metrics as CSV, and the trained model as JSON. */

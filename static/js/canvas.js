@@ -44,7 +44,13 @@ export function fitCanvas(canvas) {
 /** Parse "#rrggbb" into [r, g, b]. */
 export function hexToRgb(hex) {
   const h = hex.replace('#', '');
-  const full = h.length === 3 ? h.split('').map((c) => c + c).join('') : h;
+  const full =
+    h.length === 3
+      ? h
+          .split('')
+          .map((c) => c + c)
+          .join('')
+      : h;
   const n = parseInt(full, 16);
   return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
 }
@@ -76,4 +82,20 @@ export function formatNumber(v) {
   if (a !== 0 && (a < 1e-3 || a >= 1e5)) return Number(v.toExponential(1)).toExponential(); // 1e-6, 2.5e-6
   if (a >= 100) return v.toFixed(0);
   return Number(v.toPrecision(3)).toString();
+}
+
+/** A hover readout: `lines` in a dark box beside the pointer `at`, kept inside width × height. */
+export function drawReadout(ctx, lines, at, width, height, { fill, text }) {
+  ctx.font = font(12);
+  const lineH = 15 * textScale();
+  const boxW = Math.max(...lines.map((l) => ctx.measureText(l).width)) + 14;
+  const boxH = lines.length * lineH + 8;
+  const bx = Math.min(at.x + 12, width - boxW - 2);
+  const by = Math.min(at.y + 12, height - boxH - 2);
+  ctx.fillStyle = fill;
+  ctx.fillRect(bx, by, boxW, boxH);
+  ctx.fillStyle = text;
+  ctx.textAlign = 'left';
+  ctx.textBaseline = 'top';
+  lines.forEach((line, i) => ctx.fillText(line, bx + 7, by + 5 + i * lineH));
 }

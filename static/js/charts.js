@@ -5,6 +5,7 @@ import { Series } from './series.js';
 const PAD = { left: 46, right: 10, top: 8, bottom: 18 }; // css px
 const X_TICK_SPACING = 70; // css px per x-axis label, at least
 const MIN_REDRAW_INTERVAL = 33; // ms: charts redraw at most ~30 times a second, whatever the step rate
+const KEY_MAX_ENTRIES = 4; // more series than this (a deep network's layers): one key swatch runs first to last
 
 export class LineChart {
   /** options: {log: bool, yRange: [lo, hi] | null, keyElement: element listing the series} */
@@ -16,6 +17,7 @@ export class LineChart {
     this.series = new Map();
     this.emptyText = 'waiting for steps…';
     this.hoverX = null;
+    this.readout = null; // the crosshair's lines while hovered: step, then each series' value
     this.dirty = true;
     this.pad = PAD;
     canvas.addEventListener('pointermove', (e) => {
@@ -24,6 +26,7 @@ export class LineChart {
     });
     canvas.addEventListener('pointerleave', () => {
       this.hoverX = null;
+      this.readout = null;
       this.dirty = true;
     });
     new ResizeObserver(() => (this.dirty = true)).observe(canvas);
@@ -35,23 +38,36 @@ export class LineChart {
     this.dirty = true;
   }
 
+  /** The key in the caption: a swatch per series, or for many (deep nets) one swatch through every colour in order. */
   renderKey() {
     if (!this.keyElement) return;
-    this.keyElement.replaceChildren(
-      ...[...this.series.values()].map((s) => {
-        const span = document.createElement('span');
-        const swatch = document.createElement('i');
-        swatch.style.background = s.color;
-        span.append(swatch, s.label);
-        return span;
-      }),
-    );
+    const series = [...this.series.values()];
+    const entry = (color, label) => {
+      const span = document.createElement('span');
+      const swatch = document.createElement('i');
+      swatch.style.background = color;
+      span.append(swatch, label);
+      return span;
+    };
+    if (series.length <= KEY_MAX_ENTRIES) {
+      this.keyElement.replaceChildren(...series.map((s) => entry(s.color, s.label)));
+      this.keyElement.removeAttribute('title');
+      return;
+    }
+    const range = document.createElement('span');
+    range.className = 'key-range';
+    const swatch = document.createElement('i');
+    swatch.style.background = `linear-gradient(90deg, ${series.map((s) => s.color).join(', ')})`;
+    range.append(series[0].label, swatch, series[series.length - 1].label);
+    this.keyElement.replaceChildren(range);
+    this.keyElement.title = `${series.map((s) => s.label).join(', ')}: input side to output; hover the chart for each value`;
   }
 
-  add(key, x, y) {
+  /** A point, or `n` steps as their mean and range (see Series.add). */
+  add(key, x, y, n, lo, hi) {
     const s = this.series.get(key);
     if (!s) return;
-    s.add(x, y);
+    s.add(x, y, n, lo, hi);
     this.dirty = true;
   }
 
@@ -72,7 +88,33 @@ export class LineChart {
 
   reset() {
     this.series.forEach((s) => s.clear());
+    this.markers = [];
     this.dirty = true;
+  }
+
+  /** A labelled vertical line at step `x` (a knob turned, a plateau began). */
+  addMarker(x, label) {
+    (this.markers ||= []).push({ x, label });
+    this.dirty = true;
+  }
+
+  drawMarkers(ctx, d, sx, plotH) {
+    ctx.save();
+    ctx.strokeStyle = themeColor('--warn');
+    ctx.fillStyle = ctx.strokeStyle;
+    ctx.setLineDash([4, 3]);
+    ctx.font = font(10);
+    ctx.textAlign = 'left';
+    for (const m of this.markers || []) {
+      if (m.x < d.x0 || m.x > d.x1) continue;
+      const x = Math.round(sx(m.x)) + 0.5;
+      ctx.beginPath();
+      ctx.moveTo(x, this.pad.top);
+      ctx.lineTo(x, this.pad.top + plotH);
+      ctx.stroke();
+      ctx.fillText(m.label, x + 3, this.pad.top + 10);
+    }
+    ctx.restore();
   }
 
   /** Domain of everything drawn; log charts only see positive values. */
@@ -129,6 +171,7 @@ export class LineChart {
     ctx.rect(this.pad.left, this.pad.top, plotW, plotH);
     ctx.clip();
     for (const s of this.series.values()) this.drawSeries(ctx, s, sx, sy);
+    this.drawMarkers(ctx, d, sx, plotH);
     ctx.restore();
     if (this.hoverX !== null && this.hoverX >= this.pad.left) this.drawHover(ctx, d, sx, sy, width);
   }
@@ -217,26 +260,33 @@ export class LineChart {
     ctx.lineTo(px, this.canvas.clientHeight - this.pad.bottom);
     ctx.stroke();
     ctx.setLineDash([]);
-    const lines = [`step ${formatNumber(rows[0].x)}`, ...rows.map((r) => `${r.s.label}: ${formatNumber(r.y)}`)];
-    ctx.font = font(12);
-    const lineH = 15 * textScale();
-    const boxW = Math.max(...lines.map((l) => ctx.measureText(l).width)) + 14;
-    const boxH = lines.length * lineH + 8;
-    const bx = Math.min(Math.max(px + 8, this.pad.left), width - boxW - 4);
-    ctx.fillStyle = 'rgba(8, 12, 20, 0.92)';
-    ctx.fillRect(bx, this.pad.top, boxW, boxH);
-    ctx.textAlign = 'left';
-    ctx.textBaseline = 'top';
-    lines.forEach((line, i) => {
-      ctx.fillStyle = i === 0 ? themeColor('--muted') : rows[i - 1].s.color;
-      ctx.fillText(line, bx + 7, this.pad.top + 5 + i * lineH);
-    });
     for (const r of rows) {
       ctx.fillStyle = r.s.color;
       ctx.beginPath();
       ctx.arc(sx(r.x), sy(r.y), 3, 0, Math.PI * 2);
       ctx.fill();
     }
+    const lines = [`step ${formatNumber(rows[0].x)}`, ...rows.map((r) => `${r.s.label}: ${formatNumber(r.y)}`)];
+    ctx.font = font(12);
+    const lineH = 15 * textScale();
+    // many series (a deep net's layers): the readout wraps into columns rather than run off the chart
+    const fit = Math.max(2, Math.floor((this.canvas.clientHeight - this.pad.top - 8) / lineH));
+    const perColumn = Math.ceil(lines.length / Math.ceil(lines.length / fit));
+    const columns = Math.ceil(lines.length / perColumn);
+    const colW = Math.max(...lines.map((l) => ctx.measureText(l).width)) + 10;
+    const boxW = columns * colW + 4;
+    const boxH = perColumn * lineH + 8;
+    const bx = Math.max(0, Math.min(Math.max(px + 8, this.pad.left), width - boxW - 4));
+    ctx.fillStyle = 'rgba(8, 12, 20, 0.92)';
+    ctx.fillRect(bx, this.pad.top, boxW, boxH);
+    ctx.textAlign = 'left';
+    ctx.textBaseline = 'top';
+    lines.forEach((line, i) => {
+      ctx.fillStyle = i === 0 ? themeColor('--muted') : rows[i - 1].s.color;
+      const col = Math.floor(i / perColumn);
+      ctx.fillText(line, bx + 7 + col * colW, this.pad.top + 5 + (i % perColumn) * lineH);
+    });
+    this.readout = lines; // what the crosshair reads out (tests and the console)
   }
 }
 

@@ -1,37 +1,27 @@
 // Transport: play/pause, step, reset, tempo, volume and mute; run status, counters and errors by the play button.
-import { api } from './api.js';
+import { UNREACHABLE, api } from './api.js';
 import { readHash, updateHash } from './hash.js';
+import { SLIDER_STEPS, sliderToTempo, tempoToSlider } from './tempo.js';
+import { LIVE_STATES, STATE_LABELS } from './states.js';
+import { $ } from './dom.js';
+import { formatCount } from './format.js';
 
-const TEMPO_MIN = 0.5; // steps/s at the slider's left end
 const TEMPO_LIMITS = [0.1, 10000]; // steps/s the server accepts (a bookmark may ask for any of them)
-const TEMPO_MAX = 1000; // steps/s at its right end (log scale between)
-const SLIDER_STEPS = 1000; // the range input's max
-const DEFAULT_TEMPO = 8; // steps/s
+let defaultTempo = null; // steps/s, null = unpaced; the page sets it from GET /api/defaults first
 const TEMPO_DEBOUNCE = 120; // ms before a dragged tempo is sent to a live run
 const TEMPO_KEY_STEP = 40; // slider units per ↑/↓ key press
 const STEP_RETRIES = 30; // a just-created run may still be `starting`; retry a step this often…
 const STEP_RETRY_DELAY = 100; // …this many ms apart
 const MAX_QUEUED_STEPS = 20; // S pressed faster than the server answers: steps wait their turn, up to this many
 const LISTEN_TIMEOUT = 3000; // ms to wait for the run's websocket hello before going on regardless
-const LIVE_STATES = new Set(['starting', 'running', 'paused']);
-const COUNT_FORMAT = new Intl.NumberFormat('en-US'); // toLocaleString builds a formatter per call: slow at 60 Hz
-const STATE_LABELS = {
-  idle: 'Ready', starting: 'Starting', running: 'Running', paused: 'Paused', finished: 'Finished',
-  stopped: 'Stopped', diverged: 'Diverged', interrupted: 'Interrupted', failed: 'Failed', replaying: 'Replay',
-  'replay-paused': 'Replay paused',
-};
+const PAGE_LABELS = { idle: 'Ready', replaying: 'Replay', 'replay-paused': 'Replay paused' }; // the page's own states
+const OFFLINE_LABEL = 'Connection lost'; // the badge during an outage: the run's last state is not known
 
-const $ = (id) => document.getElementById(id);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Slider position (0…1000) → steps per second, rounded to two significant digits. */
-export function sliderToTempo(v) {
-  const sps = TEMPO_MIN * (TEMPO_MAX / TEMPO_MIN) ** (v / SLIDER_STEPS);
-  return Number(sps.toPrecision(2));
-}
-
-export function tempoToSlider(sps) {
-  return Math.round((Math.log(sps / TEMPO_MIN) / Math.log(TEMPO_MAX / TEMPO_MIN)) * SLIDER_STEPS);
+/** The tempo a run gets when the address names none: the server's default. */
+export function setDefaultTempo(sps) {
+  if (sps === null || (sps >= TEMPO_LIMITS[0] && sps <= TEMPO_LIMITS[1])) defaultTempo = sps;
 }
 
 export class Transport {
@@ -42,10 +32,29 @@ export class Transport {
     this.busy = false;
     this.shown = { step: null, epoch: null };
     this.el = Object.fromEntries(
-      ['play', 'step', 'reset', 'tempo', 'tempo-max', 'tempo-value', 'mute', 'volume', 'status', 'step-count', 'epoch-count', 'error-run'].map((id) => [id, $(id)]),
+      [
+        'play',
+        'step',
+        'reset',
+        'tempo',
+        'tempo-max',
+        'tempo-value',
+        'mute',
+        'volume',
+        'status',
+        'step-count',
+        'epoch-count',
+        'error-run',
+      ].map((id) => [id, $(id)]),
     );
     this.exact = null; // a tempo from a bookmark or a run, shown as is until the slider moves
     this.replay = null; // set by the page: while a replay shows, play/pause and tempo drive it
+    // While the run's websocket is open it alone says the state: its messages are in order, whereas an
+    // HTTP answer can overtake a state message still on its way and the badge would then go stale.
+    this.streaming = false;
+    this.pressedWhileBusy = false; // play/pause pressed while the last press was still being answered
+    this.playAfterStep = false; // play/pause pressed while a step was still being answered
+    this.offline = false; // the server cannot be reached: the badge says so instead of a stale state
     this.loadHash();
     this.bind();
   }
@@ -55,7 +64,7 @@ export class Transport {
     const raw = readHash().get('tempo');
     const sps = raw === 'max' ? null : Number(raw);
     if (raw === 'max' || (raw && sps >= TEMPO_LIMITS[0] && sps <= TEMPO_LIMITS[1])) this.showRunTempo(sps);
-    else this.showRunTempo(DEFAULT_TEMPO);
+    else this.showRunTempo(defaultTempo);
   }
 
   /** Show a tempo that came from elsewhere (a bookmark, a watched run) without sending it anywhere. */
@@ -157,15 +166,40 @@ export class Transport {
     this.audio.unlock(); // first, while we are still inside the user's gesture
     if (this.el.play.disabled) return;
     if (this.replay && this.replay.active) return this.replay.toggle();
-    if (this.busy) return;
+    if (this.busy) {
+      // acted on once the press (or the step) in flight is answered, never lost
+      if (this.stepping) this.playAfterStep = true;
+      else this.pressedWhileBusy = true;
+      return;
+    }
     this.busy = true;
     try {
       if (!this.live) {
         if (await this.start()) await this.control('resume');
-      } else if (this.state === 'running' || this.state === 'starting') await this.control('pause');
-      else if (this.state === 'paused') await this.control('resume');
+      } else await this.toggle();
+      while (this.pressedWhileBusy && this.live) {
+        this.pressedWhileBusy = false;
+        await this.toggle();
+      }
     } finally {
       this.busy = false;
+      this.pressedWhileBusy = false;
+    }
+  }
+
+  /** Pause a running run, resume a paused one. The badge may lag the server by a message; a 409 that
+   * says so ("cannot pause: the run is paused") is answered with the other action, once. */
+  async toggle() {
+    const first = this.state === 'paused' ? 'resume' : 'pause';
+    try {
+      this.answered((await api.control(this.runId, first)).state);
+    } catch (e) {
+      const other = first === 'pause' ? 'resume' : 'pause';
+      if (e.status !== 409 || !String(e.message).endsWith(other === 'pause' ? 'running' : 'paused')) {
+        this.fail(e);
+        return;
+      }
+      await this.control(other);
     }
   }
 
@@ -188,6 +222,10 @@ export class Transport {
     } finally {
       this.busy = this.stepping = false;
     }
+    if (this.playAfterStep) {
+      this.playAfterStep = false;
+      await this.play();
+    }
   }
 
   async stepOnce() {
@@ -196,7 +234,7 @@ export class Transport {
     for (let attempt = 0; ; attempt++) {
       try {
         const answer = await api.control(this.runId, 'step');
-        this.setState(answer.state);
+        this.answered(answer.state);
         return true;
       } catch (e) {
         if (e.status !== 409 || attempt >= STEP_RETRIES || !this.live) {
@@ -226,6 +264,10 @@ export class Transport {
   /** Create a paused run and wait until the page is listening, so step 1 is seen and heard. */
   async start() {
     this.clearErrors();
+    if (this.form.problems().length) {
+      document.querySelector('[aria-invalid="true"]')?.focus(); // the message is already beside it
+      return false;
+    }
     const config = { ...this.form.value(), steps_per_second: this.tempo, start_paused: true };
     this.setState('starting');
     try {
@@ -245,7 +287,7 @@ export class Transport {
     if (!this.runId) return null;
     try {
       const answer = await api.control(this.runId, action, extra);
-      this.setState(answer.state);
+      this.answered(answer.state);
       return answer;
     } catch (e) {
       this.fail(e);
@@ -275,6 +317,7 @@ export class Transport {
   /** Let go of the run on stage without stopping it. */
   detach() {
     this.runId = null;
+    this.playAfterStep = false;
     this.setState('idle');
     this.clearErrors();
   }
@@ -285,24 +328,46 @@ export class Transport {
     this.setState(state);
   }
 
+  /** A control's HTTP answer: the badge follows it only when no stream is open to say it in order. */
+  answered(state) {
+    if (!this.streaming) this.setState(state);
+  }
+
+  /** The run's state as the stream (or, without one, an answer) reports it. */
   setState(state) {
     if (!state) return;
     this.state = state;
     const playing = state === 'running' || state === 'starting' || state === 'replaying';
     this.el.play.classList.toggle('playing', playing);
     this.el.play.setAttribute('aria-label', playing ? 'Pause' : 'Play');
-    this.el.status.dataset.state = state;
-    this.el.status.textContent = STATE_LABELS[state] || state;
+    this.showStatus();
+  }
+
+  showStatus() {
+    this.el.status.dataset.state = this.offline ? 'offline' : this.state;
+    const label = PAGE_LABELS[this.state] || STATE_LABELS[this.state] || this.state;
+    this.el.status.textContent = this.offline ? OFFLINE_LABEL : label;
+  }
+
+  /** The link to the server went down or came back: the badge tells the truth, a stale error goes. */
+  linkChanged(up) {
+    const wasOffline = this.offline;
+    this.offline = !up;
+    if (up && this.el['error-run'].textContent === UNREACHABLE) this.showError('');
+    if (wasOffline !== this.offline) this.showStatus();
   }
 
   /** Counters change the DOM only when their value does; true if it did. */
   setCounters(step, epoch) {
     let changed = false;
-    for (const [key, value] of [['step', step], ['epoch', epoch]]) {
+    for (const [key, value] of [
+      ['step', step],
+      ['epoch', epoch],
+    ]) {
       if (this.shown[key] === value) continue;
       this.shown[key] = value;
       const el = this.el[`${key}-count`];
-      el.textContent = value === null || value === undefined ? '–' : COUNT_FORMAT.format(value);
+      el.textContent = value === null || value === undefined ? '–' : formatCount(value);
       el.dataset.value = String(value ?? '');
       changed = true;
     }

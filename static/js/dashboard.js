@@ -1,8 +1,10 @@
 // The metric charts: loss, accuracy, entropy and per-layer gradient norms, fed from hello, frames and evals.
 import { themeColor } from './canvas.js';
 import { LineChart } from './charts.js';
+import { $ } from './dom.js';
 
-const $ = (id) => document.getElementById(id);
+const LOSS_NAMES = { classification: 'loss: cross-entropy', regression: 'loss: squared error' };
+const percent = (v) => (v === null || v === undefined ? '–' : `${Math.round(v * 100)}%`);
 
 export class Dashboard {
   constructor() {
@@ -31,10 +33,11 @@ export class Dashboard {
     this.setLayers(3);
   }
 
-  /** One gradient series per weight layer, coloured from the input side (L1) to the output. */
-  setLayers(n) {
+  /** One gradient series per weight layer, coloured from the input side (L1) to the output; `names` from an outside run's model. */
+  setLayers(n, names = []) {
+    const label = (i) => names[i] || (i === n - 1 ? 'out' : `L${i + 1}`);
     this.grad.setSeries(
-      Array.from({ length: n }, (_, i) => [i, i === n - 1 ? 'out' : `L${i + 1}`, themeColor(`--layer-${(i % 9) + 1}`), { width: 1.4 }]),
+      Array.from({ length: n }, (_, i) => [i, label(i), themeColor(`--layer-${(i % 9) + 1}`), { width: 1.4 }]),
     );
   }
 
@@ -50,6 +53,8 @@ export class Dashboard {
   /** Regression has no accuracy or class entropy: say so instead of waiting for it. */
   setTask(task) {
     const regression = task === 'regression';
+    $('loss-name').textContent = LOSS_NAMES[task] || '';
+    $('accuracy-now').textContent = '';
     this.accuracy.setEmptyText(regression ? 'no accuracy for regression' : 'waiting for steps…');
     this.entropy.setEmptyText(regression ? 'no class entropy for regression' : 'waiting for steps…');
   }
@@ -60,19 +65,23 @@ export class Dashboard {
     this.loss.dirty = true;
   }
 
-  reset(layers) {
+  reset(layers, names = []) {
     this.charts.forEach((c) => c.reset());
-    this.setLayers(layers);
+    this.setLayers(layers, names);
     this.setOverfit(false);
+    $('accuracy-now').textContent = '';
   }
 
-  /** Per-step points: [{step, loss, accuracy, entropy, grads}]. */
+  /** Per-step points: [{step, loss, accuracy, entropy, grads}]; a summary adds {count, lo, hi}. */
   addSteps(steps) {
     for (const s of steps) {
-      this.loss.add('batch', s.step, s.loss);
-      this.accuracy.add('batch', s.step, s.accuracy);
-      this.entropy.add('batch', s.step, s.entropy);
-      if (s.grads) s.grads.forEach((g, i) => this.grad.add(i, s.step, g));
+      const n = s.count || 1;
+      const lo = s.lo || s;
+      const hi = s.hi || s;
+      this.loss.add('batch', s.step, s.loss, n, lo.loss, hi.loss);
+      this.accuracy.add('batch', s.step, s.accuracy, n, lo.accuracy, hi.accuracy);
+      this.entropy.add('batch', s.step, s.entropy, n, lo.entropy, hi.entropy);
+      if (s.grads) s.grads.forEach((g, i) => this.grad.add(i, s.step, g, n, lo.grads[i], hi.grads[i]));
     }
   }
 
@@ -82,6 +91,30 @@ export class Dashboard {
     this.accuracy.add('train', ev.step, ev.train_accuracy);
     this.accuracy.add('test', ev.step, ev.test_accuracy);
     this.entropy.add('test', ev.step, ev.test_entropy);
+    // the latest evaluation as numbers, for a student reading the chart
+    if (ev.train_accuracy !== null && ev.train_accuracy !== undefined) {
+      $('accuracy-now').textContent = `train ${percent(ev.train_accuracy)} · test ${percent(ev.test_accuracy)}`;
+    }
+  }
+
+  /** What the charts hold: the newest step on any (-1: none yet), and whether every line runs forward in steps. */
+  extent() {
+    let last = -1;
+    let ordered = true;
+    for (const chart of this.charts) {
+      for (const s of chart.series.values()) {
+        for (let i = 0; i < s.length; i++) {
+          last = Math.max(last, s.x[i]);
+          if (i && s.x[i] < s.x[i - 1]) ordered = false; // a line drawn back to an earlier step
+        }
+      }
+    }
+    return { last, ordered };
+  }
+
+  /** A moment on every chart: a knob turned, a plateau began. */
+  addMarker(step, label) {
+    this.charts.forEach((c) => c.addMarker(step, label));
   }
 
   draw() {

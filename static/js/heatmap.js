@@ -1,5 +1,5 @@
 // Decision boundary: the eval grid as an orange ↔ blue field, with the data points on top.
-import { divergingMap, fitCanvas, font, formatNumber, rgba, textScale, themeColor } from './canvas.js';
+import { divergingMap, drawReadout, fitCanvas, font, formatNumber, rgba, textScale, themeColor } from './canvas.js';
 
 const POINT_RADIUS = 3.4; // css px
 const DEFAULT_EXTENT = { x: [-6, 6], y: [-6, 6] };
@@ -12,9 +12,32 @@ function decode(b64) {
   return bytes;
 }
 
+/** The colour key under the map: what orange and blue mean, or the value scale for regression. */
+class HeatLegend {
+  constructor(root) {
+    this.root = root;
+    this.el =
+      root && Object.fromEntries(['heat-lo', 'heat-hi', 'heat-what'].map((id) => [id, document.getElementById(id)]));
+  }
+
+  show(regression, range) {
+    if (!this.root) return;
+    const [lo, hi] = range || [-1, 1];
+    this.root.dataset.task = regression ? 'regression' : 'classification';
+    this.el['heat-lo'].textContent = regression ? formatNumber(lo) : 'orange: class 0';
+    this.el['heat-hi'].textContent = regression ? formatNumber(hi) : 'blue: class 1';
+    this.el['heat-what'].textContent = regression
+      ? `predicted value, ${formatNumber(lo)} (orange) to ${formatNumber(hi)} (blue); dark = ${formatNumber((lo + hi) / 2)}`
+      : 'the class predicted there; dark = unsure';
+  }
+}
+
 export class DecisionHeatmap {
-  constructor(canvas) {
+  /** legend: the element the colour key is written into (optional). */
+  constructor(canvas, legend = null) {
     this.canvas = canvas;
+    this.legend = new HeatLegend(legend);
+    this.range = null; // regression: the target range the colours span
     this.field = document.createElement('canvas'); // the grid at its own resolution
     this.dots = document.createElement('canvas'); // the points, redrawn only when they change
     this.dotsKey = null;
@@ -26,6 +49,18 @@ export class DecisionHeatmap {
     this.regression = false;
     this.colors = divergingMap(themeColor('--neg'), themeColor('--neutral'), themeColor('--pos'));
     this.dirty = true;
+    this.bytes = null; // the latest grid, for the hover readout
+    this.hover = null; // {x, y} css px while the pointer is over the map
+    this.readout = null; // what the hover readout says (tests and the console)
+    canvas.addEventListener('pointermove', (e) => {
+      this.hover = { x: e.offsetX, y: e.offsetY };
+      this.dirty = true;
+    });
+    canvas.addEventListener('pointerleave', () => {
+      this.hover = null;
+      this.readout = null;
+      this.dirty = true;
+    });
     new ResizeObserver(() => (this.dirty = true)).observe(canvas);
   }
 
@@ -37,7 +72,14 @@ export class DecisionHeatmap {
 
   setTask(task) {
     this.regression = task === 'regression';
+    this.legend.show(this.regression, this.range);
     this.dirty = true;
+  }
+
+  /** Regression: the target range the colours span (null: the built-in sets' -1 … 1). */
+  setRange(range) {
+    this.range = range || null;
+    this.legend.show(this.regression, this.range);
   }
 
   /** Eval grid: class-1 probability (or regression output in its target range) as 0…255. */
@@ -45,6 +87,7 @@ export class DecisionHeatmap {
     if (!grid || !grid.data) return;
     const bytes = decode(grid.data);
     const size = grid.size;
+    this.bytes = { bytes, size };
     this.field.width = size;
     this.field.height = size;
     const ctx = this.field.getContext('2d');
@@ -77,6 +120,7 @@ export class DecisionHeatmap {
 
   clearField() {
     this.hasField = false;
+    this.bytes = null;
     this.extent = DEFAULT_EXTENT;
     this.dirty = true;
   }
@@ -105,12 +149,45 @@ export class DecisionHeatmap {
     this.drawAxes(ctx, sx, sy, width, height);
     this.drawDots(sx, sy, width, height);
     ctx.drawImage(this.dots, 0, 0, width, height);
+    this.drawHover(ctx, width, height);
+  }
+
+  /** Under the pointer: where it is, and what the network predicts there (class-1 probability or value). */
+  drawHover(ctx, width, height) {
+    this.readout = null;
+    if (!this.hover) return;
+    const { x, y } = this.extent;
+    const u = this.hover.x / width;
+    const v = this.hover.y / height;
+    const lines = [`x₁ ${formatNumber(x[0] + u * (x[1] - x[0]))}, x₂ ${formatNumber(y[1] - v * (y[1] - y[0]))}`];
+    if (this.hasField && this.bytes) {
+      const { bytes, size } = this.bytes;
+      const col = Math.min(size - 1, Math.max(0, Math.floor(u * size)));
+      const row = Math.min(size - 1, Math.max(0, Math.floor(v * size)));
+      const t = bytes[row * size + col] / 255;
+      const [lo, hi] = this.range || [-1, 1];
+      lines.push(
+        this.regression ? `predicted ${formatNumber(lo + t * (hi - lo))}` : `blue (class 1): ${Math.round(t * 100)}%`,
+      );
+    }
+    this.readout = lines;
+    drawReadout(ctx, lines, this.hover, width, height, { fill: 'rgba(8, 12, 20, 0.88)', text: '#e8edf5' });
   }
 
   /** Points change far less often than the field: keep them on their own canvas. */
   drawDots(sx, sy, width, height) {
     const dpr = window.devicePixelRatio || 1;
-    const key = [this.train, this.test, this.showTest, this.regression, width, height, dpr, ...this.extent.x, ...this.extent.y];
+    const key = [
+      this.train,
+      this.test,
+      this.showTest,
+      this.regression,
+      width,
+      height,
+      dpr,
+      ...this.extent.x,
+      ...this.extent.y,
+    ];
     if (this.dotsKey && key.every((v, i) => v === this.dotsKey[i])) return;
     this.dotsKey = key;
     this.dots.width = Math.round(width * dpr);

@@ -13,8 +13,17 @@ export const SHORTCUTS = [
 ];
 
 const ACTIONS = {
-  ' ': 'play', s: 'step', ArrowRight: 'step', r: 'reset', m: 'mute', ArrowUp: 'faster', ArrowDown: 'slower',
-  p: 'presenter', h: 'history', '?': 'help', Escape: 'escape',
+  ' ': 'play',
+  s: 'step',
+  ArrowRight: 'step',
+  r: 'reset',
+  m: 'mute',
+  ArrowUp: 'faster',
+  ArrowDown: 'slower',
+  p: 'presenter',
+  h: 'history',
+  '?': 'help',
+  Escape: 'escape',
 };
 // Keys a focused control already answers: the shortcut steps aside.
 const NATIVE = {
@@ -23,7 +32,8 @@ const NATIVE = {
   ArrowUp: 'input[type="range"], [role="radio"]',
   ArrowDown: 'input[type="range"], [role="radio"]',
 };
-const TYPING = 'select, textarea, [contenteditable=""], [contenteditable="true"], input:not([type="range"], [type="checkbox"], [type="radio"], [type="button"])';
+const TYPING =
+  'select, textarea, [contenteditable=""], [contenteditable="true"], input:not([type="range"], [type="checkbox"], [type="radio"], [type="button"])';
 
 /** The action a key press asks for, or null when the key belongs to what has focus. */
 export function shortcutFor(event) {

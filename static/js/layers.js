@@ -2,6 +2,7 @@
 
 export const MAX_LAYERS = 8;
 export const MAX_UNITS = 256;
+const SIDE_GAP = 8; // px kept free between neighbouring layers' buttons
 const LINEAR_UNTIL = 16; // ± one unit up to here, then doubling, so 256 is a few clicks away
 
 export const moreUnits = (n) => (n < LINEAR_UNTIL ? n + 1 : Math.min(MAX_UNITS, n * 2));
@@ -75,9 +76,14 @@ export class LayerEditor {
     return box;
   }
 
-  /** Place hidden layer i's buttons over diagram column i + 1. */
+  /** Place hidden layer i's buttons over diagram column i + 1; stacked when side by side would not fit. */
   align(xOf) {
     this.xOf = xOf;
     this.groups.forEach((g, i) => (g.style.left = `${xOf(i + 1)}px`));
+    if (this.groups.length < 2) return this.container.classList.remove('stacked');
+    const room = xOf(2) - xOf(1);
+    this.container.classList.remove('stacked');
+    const wide = Math.max(...this.groups.map((g) => g.getBoundingClientRect().width));
+    this.container.classList.toggle('stacked', wide + SIDE_GAP > room);
   }
 }

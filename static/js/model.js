@@ -1,25 +1,32 @@
 // The run's weights for the diagram: fetched a few times a second while training, once when it stops.
+// A replay asks for the snapshot kept at or before the replayed step, so the diagram is the network as it was.
 import { api } from './api.js';
 
-const POLL_INTERVAL = 250; // ms between fetches while the run trains (≤ 4 a second)
+const POLL_INTERVAL = 250; // ms between fetches while the run trains or replays (≤ 4 a second)
 
 export class ModelWatcher {
   constructor(onModel) {
     this.onModel = onModel;
     this.runId = null;
+    this.at = null; // replaying: () => the step on stage; live: null (the weights now)
+    this.asked = null; // the step last asked for in a replay (no new fetch while it stands still)
     this.running = false;
     this.inFlight = false;
     this.again = false;
     this.timer = null;
   }
 
-  watch(runId) {
+  /** Follow a run: its weights now, or with `at` (a replay) its snapshots at the step `at()` says. */
+  watch(runId, { at = null } = {}) {
     this.runId = runId;
+    this.at = at;
+    this.asked = null;
     this.refresh();
   }
 
   stop() {
     this.runId = null;
+    this.at = null;
     this.running = false;
     clearTimeout(this.timer);
   }
@@ -30,11 +37,13 @@ export class ModelWatcher {
     this.running = running;
     if (running && !was) this.schedule();
     if (!running) this.refresh();
+    if (!running && this.at) this.schedule();
   }
 
   schedule() {
     clearTimeout(this.timer);
-    if (!this.running || !this.runId) return;
+    // a paused replay keeps watching: its step on stage may still settle (a fetch only when it moved)
+    if (!this.runId || (!this.running && !this.at)) return;
     this.timer = setTimeout(async () => {
       if (document.visibilityState === 'visible') await this.refresh();
       this.schedule();
@@ -44,16 +53,25 @@ export class ModelWatcher {
   async refresh() {
     const id = this.runId;
     if (!id) return;
+    const step = this.at ? Math.max(0, Math.floor(this.at())) : null;
+    if (this.at && step === this.asked) return; // the replay stands still: its snapshot is shown
     if (this.inFlight) {
       this.again = true; // the answer in flight may predate the pause: ask once more after it
       return;
     }
     this.inFlight = true;
     try {
-      const model = await api.model(id);
-      if (id === this.runId) this.onModel(model);
-    } catch {
-      // a missed poll is harmless: the next one follows
+      const model = await api.model(id, step);
+      if (id === this.runId) {
+        this.asked = step;
+        this.onModel(model);
+      }
+    } catch (e) {
+      // live: a missed poll is harmless, the next one follows; a replay without a snapshot this early draws none
+      if (id === this.runId && step !== null && e.status === 404) {
+        this.asked = step;
+        this.onModel(null);
+      }
     } finally {
       this.inFlight = false;
       if (this.again) {

@@ -1,11 +1,12 @@
 // The network diagram: weights by sign and magnitude; beat and echo pulses drawn from the audio schedule.
-import { fitCanvas, font, hexToRgb, mix, rgba, textScale, themeColor } from './canvas.js';
+import { drawReadout, fitCanvas, font, formatNumber, hexToRgb, mix, rgba, textScale, themeColor } from './canvas.js';
 
 const MAX_UNITS_DRAWN = 12; // per layer; bigger layers show their first units and a "+N"
 const PAD = { left: 78, right: 56, top: 44, bottom: 30 }; // css px: labels, layer editor, captions
 const MAX_SPACING = 46; // css px between units
 const DOTS_PER_LAYER = 48; // echo dots drawn per weight layer (edges are sampled beyond this)
 const MAX_PULSES = 120;
+const HOVER_REACH = 7; // css px from an edge that still counts as on it
 const REDUCED_MOTION = matchMedia('(prefers-reduced-motion: reduce)'); // then: static highlights, nothing travels
 
 export class NetworkDiagram {
@@ -23,6 +24,14 @@ export class NetworkDiagram {
     this.stillDirty = true;
     this.layout = null;
     this.colors = {};
+    this.biases = null; // [layer][j], for the hover readout
+    this.hover = null; // {x, y} css px while the pointer is over the diagram
+    this.readout = null; // what the hover readout says (tests and the console)
+    canvas.addEventListener('pointermove', (e) => (this.hover = { x: e.offsetX, y: e.offsetY }));
+    canvas.addEventListener('pointerleave', () => {
+      this.hover = null;
+      this.readout = null;
+    });
     new ResizeObserver(() => (this.stillDirty = true)).observe(canvas);
   }
 
@@ -48,6 +57,7 @@ export class NetworkDiagram {
   setWeights(model) {
     if (model && (!model.layers || model.layers.length !== this.sizes.length - 1)) return;
     this.weights = model ? model.layers.map((l) => l.weights) : null;
+    this.biases = model ? model.layers.map((l) => l.biases) : null;
     this.stillDirty = true;
   }
 
@@ -128,6 +138,63 @@ export class NetworkDiagram {
       else this.drawEcho(ctx, p.layer, t, p.level);
     }
     if (this.glow) this.drawGlow(ctx, now, width, height);
+    this.drawHover(ctx, width, height);
+  }
+
+  /** A unit's name: x₁ for inputs, ŷ (or a class) for outputs, h2.3 for hidden layer 2's third unit. */
+  unitName(layer, j) {
+    if (layer === 0) return this.labels[j] || `input ${j + 1}`;
+    if (layer === this.sizes.length - 1) return this.outputs[j] || `output ${j + 1}`;
+    return `h${layer}.${j + 1}`;
+  }
+
+  /** What is under the pointer: a unit (its bias) or an edge (its weight). */
+  hovered() {
+    const { x, y } = this.hover;
+    const { columns, radius } = this.layout;
+    for (let k = 0; k < columns.length; k++) {
+      const c = columns[k];
+      if (Math.abs(x - c.x) > radius + 4) continue;
+      const j = c.ys.findIndex((uy) => Math.abs(y - uy) <= radius + 4);
+      if (j < 0) continue;
+      const bias = k > 0 && this.biases ? this.biases[k - 1][j] : null;
+      return [this.unitName(k, j), ...(bias === null || bias === undefined ? [] : [`bias ${formatNumber(bias)}`])];
+    }
+    const k = columns.findIndex((c, i) => i < columns.length - 1 && x > c.x && x < columns[i + 1].x);
+    if (k < 0 || !this.weights) return null;
+    const [a, b] = [columns[k], columns[k + 1]];
+    // every edge of this gap shares its x(t) (control points at the midpoint), so one t serves all
+    const u = (x - a.x) / (b.x - a.x);
+    let lo = 0;
+    let hi = 1;
+    for (let n = 0; n < 24; n++) {
+      const t = (lo + hi) / 2;
+      const xt = 1.5 * (1 - t) * t + t * t * t; // x(t) of the gap, from 0 to 1
+      if (xt < u) lo = t;
+      else hi = t;
+    }
+    const t = (lo + hi) / 2;
+    const share = 3 * (1 - t) * t * t + t * t * t; // y(t) = y0 + (y1 - y0) * share
+    let best = null;
+    for (let i = 0; i < a.shown; i++) {
+      for (let j = 0; j < b.shown; j++) {
+        const d = Math.abs(a.ys[i] + (b.ys[j] - a.ys[i]) * share - y);
+        if (d <= HOVER_REACH && (!best || d < best.d)) best = { d, i, j };
+      }
+    }
+    if (!best) return null;
+    const w = this.weights[k] && this.weights[k][best.i] ? this.weights[k][best.i][best.j] : null;
+    if (w === null || w === undefined) return null;
+    return [`${this.unitName(k, best.i)} → ${this.unitName(k + 1, best.j)}`, `weight ${formatNumber(w)}`];
+  }
+
+  drawHover(ctx, width, height) {
+    this.readout = null;
+    if (!this.hover || !this.layout) return;
+    const lines = this.hovered();
+    if (!lines) return;
+    this.readout = lines;
+    drawReadout(ctx, lines, this.hover, width, height, { fill: 'rgba(8, 12, 20, 0.9)', text: this.colors.text });
   }
 
   edgePath(ctx, x0, y0, x1, y1) {
@@ -149,7 +216,9 @@ export class NetworkDiagram {
       const b = columns[k + 1];
       const w = this.weights ? this.weights[k] : null;
       let maxAbs = 1e-12;
-      if (w) for (let i = 0; i < a.shown; i++) for (let j = 0; j < b.shown; j++) maxAbs = Math.max(maxAbs, Math.abs(w[i][j]));
+      if (w)
+        for (let i = 0; i < a.shown; i++)
+          for (let j = 0; j < b.shown; j++) maxAbs = Math.max(maxAbs, Math.abs(w[i][j]));
       for (let i = 0; i < a.shown; i++) {
         for (let j = 0; j < b.shown; j++) {
           const v = w ? w[i][j] : null;

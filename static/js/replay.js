@@ -1,17 +1,14 @@
 // Replaying a stored run: play / pause, scrub to a step, change tempo, stop. Each is a (re)connection with `start=`.
-import { api } from './api.js';
-import { frameSteps } from './socket.js';
+import { $ } from './dom.js';
+import { formatCount } from './format.js';
 
 const SCRUB_DEBOUNCE = 180; // ms: keyboard scrubbing settles before the replay reconnects
 const MAX_TEMPO = 1000; // steps/s when the tempo is "max" (a replay needs a number)
-const PAST_POINTS = 1000; // steps fetched to draw what came before a scrubbed replay's start
-
-const $ = (id) => document.getElementById(id);
 
 export class Replayer {
   /**
-   * play(run, {start, stepsPerSecond, past}) opens a replay (`past`: the steps before `start`, for the
-   * charts); halt() closes it, keeping the picture;
+   * play(run, {start, stepsPerSecond}) opens a replay (its hello carries the run before `start`);
+   * halt() closes it, keeping the picture;
    * tempo() is the transport's steps/s (null = max); onState(state) shows 'replaying' / 'replay-paused';
    * onStop() ends the replay.
    */
@@ -26,7 +23,6 @@ export class Replayer {
     this.playing = false;
     this.done = false;
     this.dragging = false;
-    this.seeks = 0; // only the newest seek opens a stream
     this.el.scrub.addEventListener('input', () => {
       this.dragging = true;
       this.showPosition(Number(this.el.scrub.value));
@@ -54,19 +50,16 @@ export class Replayer {
   }
 
   /** Jump to `step` and play from there. */
-  async seek(step) {
+  seek(step) {
     if (!this.active) return;
     const run = this.run;
     const start = Math.max(0, Math.min(step, run.step));
-    const seek = ++this.seeks;
     this.position = start;
     this.playing = true;
     this.done = false;
     this.showPosition(start);
     this.render();
-    const past = start > 0 ? await pastSteps(run, start) : null;
-    if (seek !== this.seeks || this.run !== run || !this.playing) return; // something newer won
-    this.playRun(run, { start, stepsPerSecond: this.tempo() ?? MAX_TEMPO, past });
+    this.playRun(run, { start, stepsPerSecond: this.tempo() ?? MAX_TEMPO });
   }
 
   toggle() {
@@ -77,7 +70,6 @@ export class Replayer {
 
   pause() {
     if (!this.playing) return;
-    this.seeks += 1;
     this.playing = false;
     this.halt();
     this.render();
@@ -104,7 +96,6 @@ export class Replayer {
 
   /** Hide the bar: the replay is over or something else took the stage. */
   close() {
-    this.seeks += 1;
     this.active = false;
     this.playing = false;
     this.run = null;
@@ -115,7 +106,7 @@ export class Replayer {
   showPosition(step) {
     const total = this.run ? this.run.step : 0;
     if (!this.dragging) this.el.scrub.value = String(step);
-    this.el['scrub-value'].textContent = `${step.toLocaleString('en-US')} / ${total.toLocaleString('en-US')}`;
+    this.el['scrub-value'].textContent = `${formatCount(step)} / ${formatCount(total)}`;
     this.el.scrub.setAttribute('aria-valuetext', `step ${step} of ${total}`);
   }
 
@@ -123,15 +114,5 @@ export class Replayer {
     const label = this.playing ? 'Pause replay' : this.done ? 'Replay again' : 'Resume replay';
     this.el['replay-toggle'].setAttribute('aria-label', label);
     this.el['replay-toggle'].classList.toggle('playing', this.playing);
-  }
-}
-
-/** The run's steps before `start`, thinned to about PAST_POINTS over the whole run; null if unreachable. */
-async function pastSteps(run, start) {
-  try {
-    const metrics = await api.metrics(run.id, Math.max(1, Math.ceil(run.step / PAST_POINTS)));
-    return frameSteps(metrics).filter((s) => s.step < start);
-  } catch {
-    return null; // the charts start at the scrubbed step instead
   }
 }

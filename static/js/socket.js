@@ -76,8 +76,9 @@ export class RunSocket {
       this.greeted = true;
       this.emit('connection', 'open');
     }
-    if (msg.type === 'frame' && this.options.replay && msg.beats && msg.beats.step.length) {
-      this.lastStep = msg.beats.step[msg.beats.step.length - 1];
+    if (msg.type === 'frame' && this.options.replay) {
+      if (msg.summary) this.lastStep = msg.last;
+      else if (msg.beats && msg.beats.step.length) this.lastStep = msg.beats.step[msg.beats.step.length - 1];
     }
     if (typeof msg.seq === 'number') {
       if (this.lastSeq !== null && msg.seq > this.lastSeq + 1) this.emit('gap', msg.seq - this.lastSeq - 1);
@@ -112,8 +113,9 @@ export class RunSocket {
   }
 }
 
-/** A frame's columnar arrays as one object per step. */
+/** A frame's columnar arrays as one object per step; an audience summary as one step standing for many. */
 export function frameSteps(frame) {
+  if (frame.summary) return [summaryStep(frame)];
   const b = frame.beats;
   const grads = (frame.echoes && frame.echoes.grad_norm) || [];
   const crescendo = frame.crescendo || [];
@@ -127,6 +129,25 @@ export function frameSteps(frame) {
     crescendo: crescendo[i],
     grads: grads[i] || null,
   }));
+}
+
+/** `count` steps as one: their means, the last step's number, time, epoch and volume, and their range. */
+function summaryStep(frame) {
+  const { mean, min, max, last } = frame.summary;
+  const range = (s) => ({ loss: s.loss, accuracy: s.accuracy, entropy: s.entropy, grads: s.grad_norm });
+  return {
+    step: frame.last,
+    t: last.t,
+    epoch: last.epoch,
+    loss: mean.loss,
+    accuracy: mean.accuracy,
+    entropy: mean.entropy,
+    crescendo: last.crescendo,
+    grads: mean.grad_norm,
+    count: frame.count,
+    lo: range(min),
+    hi: range(max),
+  };
 }
 
 /** A hello's downsampled history as one object per step. */

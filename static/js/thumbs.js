@@ -4,11 +4,18 @@ import { divergingMap, fitCanvas, themeColor } from './canvas.js';
 const PREVIEW_POINTS = 140; // per thumbnail
 const EXTENT = 6; // the 2-D sets live in [-6, 6]²
 const MOON_RADIUS = 10 / 3;
-const BUMPS = [[-4, 2.5, 1], [0, 2.5, -1], [4, 2.5, 1], [-4, -2.5, -1], [0, -2.5, 1], [4, -2.5, -1]];
+const BUMPS = [
+  [-4, 2.5, 1],
+  [0, 2.5, -1],
+  [4, 2.5, 1],
+  [-4, -2.5, -1],
+  [0, -2.5, 1],
+  [4, -2.5, -1],
+];
 // One real 8×8 image from the UCI digits set (a "3"), 0…16.
 const DIGIT_ICON = [
-  0, 0, 7, 15, 13, 1, 0, 0, 0, 8, 13, 6, 15, 4, 0, 0, 0, 2, 1, 13, 13, 0, 0, 0, 0, 0, 2, 15, 11, 1, 0, 0,
-  0, 0, 0, 1, 12, 12, 1, 0, 0, 0, 0, 0, 1, 10, 8, 0, 0, 0, 8, 4, 5, 14, 9, 0, 0, 0, 7, 13, 13, 9, 0, 0,
+  0, 0, 7, 15, 13, 1, 0, 0, 0, 8, 13, 6, 15, 4, 0, 0, 0, 2, 1, 13, 13, 0, 0, 0, 0, 0, 2, 15, 11, 1, 0, 0, 0, 0, 0, 1,
+  12, 12, 1, 0, 0, 0, 0, 0, 1, 10, 8, 0, 0, 0, 8, 4, 5, 14, 9, 0, 0, 0, 7, 13, 13, 9, 0, 0,
 ];
 
 /** mulberry32: small seeded PRNG so previews are the same on every load. */
@@ -59,7 +66,11 @@ const GENERATORS = {
     const label = i % 2;
     const theta = uniform(rand, 0, Math.PI);
     const u = label === 0 ? [Math.cos(theta), Math.sin(theta)] : [1 - Math.cos(theta), 0.5 - Math.sin(theta)];
-    return [MOON_RADIUS * (u[0] - 0.5) + normal(rand) * 2 * noise, MOON_RADIUS * (u[1] - 0.25) + normal(rand) * 2 * noise, label];
+    return [
+      MOON_RADIUS * (u[0] - 0.5) + normal(rand) * 2 * noise,
+      MOON_RADIUS * (u[1] - 0.25) + normal(rand) * 2 * noise,
+      label,
+    ];
   },
   plane(rand, i, n, noise) {
     const p = [uniform(rand, -6, 6), uniform(rand, -6, 6)];
@@ -96,6 +107,7 @@ export function drawThumbnail(canvas, name) {
   const { ctx, width, height } = fitCanvas(canvas);
   ctx.fillStyle = '#0c1220';
   ctx.fillRect(0, 0, width, height);
+  if (name === null) return drawTableIcon(ctx, width, height);
   const preview = previewPoints(name);
   if (!preview) return drawDigitIcon(ctx, width, height);
   const colors = divergingMap(themeColor('--neg'), '#2a3347', themeColor('--pos'));
@@ -107,6 +119,30 @@ export function drawThumbnail(canvas, name) {
     ctx.arc(((x + EXTENT) / (2 * EXTENT)) * width, (1 - (y + EXTENT) / (2 * EXTENT)) * height, 1.5, 0, Math.PI * 2);
     ctx.fill();
   });
+}
+
+/** Uploaded and drawn sets: a small table. */
+function drawTableIcon(ctx, width, height) {
+  const rows = 5;
+  const cols = 3;
+  const w = width * 0.7;
+  const h = height * 0.6;
+  const x0 = (width - w) / 2;
+  const y0 = (height - h) / 2;
+  ctx.strokeStyle = 'rgba(232, 237, 245, 0.7)';
+  ctx.lineWidth = 1;
+  for (let r = 0; r <= rows; r++) {
+    ctx.beginPath();
+    ctx.moveTo(x0, y0 + (r * h) / rows);
+    ctx.lineTo(x0 + w, y0 + (r * h) / rows);
+    ctx.stroke();
+  }
+  for (let c = 0; c <= cols; c++) {
+    ctx.beginPath();
+    ctx.moveTo(x0 + (c * w) / cols, y0);
+    ctx.lineTo(x0 + (c * w) / cols, y0 + h);
+    ctx.stroke();
+  }
 }
 
 function drawDigitIcon(ctx, width, height) {

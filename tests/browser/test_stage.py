@@ -1,13 +1,17 @@
 """On stage: presenter mode, shortcuts, late joiners, replay, bookmarks, restarts and exports."""
 
+import contextlib
 import csv
 import json
 import re
+import sqlite3
 from pathlib import Path
 
-from browser.conftest import PRESENTER_TOKEN, wait_for
+from app.store import DB_NAME
+from app.web.devserver import wait_until
+from browser.conftest import PRESENTER_TOKEN, PageProbe
 
-LAYERS = 3  # weight layers of the default network [2, 8, 8, 1]
+LAYERS = 3  # weight layers of the network the tests run: [2 or 4, 8, 8, 1]
 SCRUB = """(el, v) => {
   el.value = String(v);
   el.dispatchEvent(new Event('input', {bubbles: true}));
@@ -52,6 +56,12 @@ UNNAMED_CONTROLS = """() => [
   .map((el) => el.outerHTML.slice(0, 80))"""
 
 
+def frame_steps(payload) -> list[int]:
+    """The step numbers a websocket frame carried (none for other messages)."""
+    msg = json.loads(payload) if isinstance(payload, str) else {}
+    return msg.get("beats", {}).get("step", []) if msg.get("type") == "frame" else []
+
+
 def status(probe) -> str:
     return probe.text("status").lower()
 
@@ -66,10 +76,11 @@ def tempo(probe) -> float:
 
 def finished_run(server, **config) -> dict:
     """A run trained to its end on the server, as listed by GET /api/runs."""
+    config = {"features": ["x1", "x2"], "stop_at_convergence": False, **config}
     r = server.http.post("/api/runs", json={"steps_per_second": None, **config})
     assert r.status_code == 201, r.text
     run_id = r.json()["id"]
-    return wait_for(
+    return wait_until(
         lambda: next(
             (
                 x
@@ -127,7 +138,17 @@ def test_each_shortcut_and_none_while_typing(probe, server):
     page = probe.page
     keys = page.keyboard
     keys.press("s")  # S from idle: a paused run, one step
-    probe.wait(lambda: probe.value("step-count") == 1, what="S to step")
+    try:
+        probe.wait(lambda: probe.value("step-count") == 1, what="S to step")
+    except Exception:
+        print(
+            "DIAG", probe.state(), probe.text("error-run"), probe.errors, probe.value("step-count")
+        )
+        print(
+            "RUNS",
+            [(r["id"], r["state"], r["step"]) for r in server.http.get("/api/runs").json()[:5]],
+        )
+        raise
     assert status(probe) == "paused"
     run_id = probe.state()["runId"]
     keys.press("s")
@@ -187,7 +208,7 @@ def test_each_shortcut_and_none_while_typing(probe, server):
 
 
 def test_a_late_joiner_sees_the_same_run_and_hears_it_in_step(probe, more_probes, server):
-    probe.open("#max_steps=1000000")
+    probe.open("#max_steps=1000000&stop_at_convergence=false")
     probe.page.get_by_test_id("tempo-max").click()
     probe.page.get_by_test_id("play").click()  # the presenter's click enables their sound
     probe.wait(lambda: probe.value("step-count") >= 300, what="the run well underway")
@@ -209,11 +230,17 @@ def test_a_late_joiner_sees_the_same_run_and_hears_it_in_step(probe, more_probes
     assert {e["layer"] for e in late.notes("echo")} == set(range(LAYERS))
 
     # in step: the same step sounds at the same moment on both pages
-    ours = {n["step"]: n["wall"] for n in probe.notes("beat")}
-    theirs = {n["step"]: n["wall"] for n in late.notes("beat")}
-    common = sorted(set(ours) & set(theirs))
-    assert len(common) >= 3
-    assert max(abs(ours[s] - theirs[s]) for s in common) < 120  # ms
+    def beat_times(p: PageProbe) -> dict[int, float]:
+        return {n["step"]: n["wall"] for n in p.notes("beat")}
+
+    def common() -> list[int]:
+        return sorted(set(beat_times(probe)) & set(beat_times(late)))
+
+    late.wait(lambda: len(common()) >= 5, timeout=40, what="five steps beaten on both pages")
+    ours, theirs = beat_times(probe), beat_times(late)
+    apart = sorted(abs(ours[s] - theirs[s]) for s in set(ours) & set(theirs))
+    # the median: a loaded machine may stall one page for a beat (its late steps fuse into the next)
+    assert apart[len(apart) // 2] < 120  # ms
 
     probe.page.keyboard.press("Space")
     probe.wait(lambda: status(probe) == "paused", what="the presenter to pause")
@@ -270,6 +297,14 @@ def test_replay_of_a_finished_run_sounds_scrubs_and_stops(probe, server):
         and "finished" in row.inner_text()
     )
     assert re.search(r"\d\.\d{3}", row.inner_text())  # its final loss
+    streams: list[dict] = []  # each replay connection: its start= and the steps it sent
+
+    def record(ws):
+        stream = {"url": ws.url, "steps": []}
+        streams.append(stream)
+        ws.on("framereceived", lambda payload: stream["steps"].extend(frame_steps(payload)))
+
+    page.on("websocket", record)
     row.get_by_role("button", name=re.compile("^Replay")).click()
     probe.wait(lambda: status(probe) == "replay", what="the replay to start")
     assert page.get_by_test_id("replay-bar").is_visible()
@@ -278,16 +313,23 @@ def test_replay_of_a_finished_run_sounds_scrubs_and_stops(probe, server):
     for beat in [n for n in notes if n["kind"] == "beat"][:-1]:
         echoes = [n["layer"] for n in notes if n["kind"] == "echo" and n["step"] == beat["step"]]
         assert echoes == list(range(LAYERS - 1, -1, -1))
-    assert max(n["step"] for n in probe.notes("beat")) < 100
+    first = [n["step"] for n in probe.notes("beat")][:4]
+    # from the start, in order (above 16 steps/s one beat stands for a group of steps)
+    assert first == sorted(set(first)) and first[0] <= 10
 
     page.get_by_test_id("scrub").evaluate(SCRUB, 300)
     probe.wait(lambda: probe.value("step-count") >= 300, what="the replay to jump to step 300")
     probe.wait(
         lambda: any(n["step"] >= 300 for n in probe.notes("beat")), what="beats after the jump"
     )
-    assert not [
-        n for n in probe.notes("beat") if 100 < n["step"] < 300
-    ]  # skipped, not fast-forwarded
+    # the jump is a new stream that starts at 300: the steps between are skipped, not fast-forwarded
+    jump = next(s for s in streams if "start=300" in s["url"])
+    assert jump["steps"] and jump["steps"][0] == 300 and min(jump["steps"]) == 300
+    beats = [n["step"] for n in probe.notes("beat")]
+    at = next(i for i, step in enumerate(beats) if step >= 300)
+    assert all(step >= 300 for step in beats[at:])  # nothing from before the jump sounds after it
+    before = beats[:at]  # what played until the jump: the first stream, at its own pace
+    assert before == sorted(before) and max(before) < 300
 
     page.keyboard.press("Space")
     probe.wait(lambda: status(probe) == "replay paused", what="Space to pause the replay")
@@ -362,9 +404,10 @@ def test_a_server_restart_mid_run_ends_in_a_calm_reconnected_page(more_probes, o
     connection = page.get_by_test_id("connection")
     probe.wait(lambda: connection.inner_text() == "Reconnecting…", what="a calm reconnecting state")
     assert probe.text("error-run") == ""  # no error wall
+    assert status(probe) == "connection lost"  # not a RUNNING the page cannot know
 
     own_server.start()
-    wait_for(own_server.healthy, 30, "the restarted server")
+    wait_until(own_server.healthy, 30, "the restarted server")
     probe.wait(
         lambda: connection.inner_text() == "Connected", timeout=20, what="the page to reconnect"
     )
@@ -380,8 +423,47 @@ def test_a_server_restart_mid_run_ends_in_a_calm_reconnected_page(more_probes, o
     assert probe.exceptions == []
 
 
-def test_exports_download_a_valid_csv_and_model(probe):
+def test_a_run_killed_with_kill_9_offers_no_model_link(more_probes, own_server):
+    r = own_server.http.post("/api/runs", json={"steps_per_second": 50, "max_steps": 100_000})
+    run_id = r.json()["id"]
+    # On disk, not just answered: /metrics also reads the steps still buffered in memory
+    # (written every 0.5 s), and a kill -9 before that write leaves a run of 0 stored steps,
+    # which the history rightly leaves out. That was this test's flake.
+    with contextlib.closing(sqlite3.connect(own_server.data_dir / DB_NAME)) as db:
+        sql = "SELECT step FROM runs WHERE id = ?"
+        wait_until(lambda: db.execute(sql, (run_id,)).fetchone()[0] >= 5, what="steps on disk")
+    own_server.kill()  # SIGKILL: no model is saved
+    own_server.start()
+    wait_until(own_server.healthy, 30, "the restarted server")
+    assert own_server.http.get(f"/api/runs/{run_id}/model").status_code == 404
+    assert any(x["id"] == run_id for x in own_server.http.get("/api/runs").json())
+    probe = more_probes(own_server)
     probe.open()
+    probe.page.get_by_test_id("open-history").click()
+    row = probe.page.get_by_test_id(f"history-{run_id}")
+    row.wait_for()
+    assert "interrupted" in row.inner_text()
+    assert row.get_by_test_id(f"csv-{run_id}").is_visible()
+    assert row.get_by_test_id(f"model-{run_id}").count() == 0  # no link to a 404
+
+
+def test_cannot_reach_the_server_clears_once_it_is_back(more_probes, own_server):
+    probe = more_probes(own_server)
+    probe.open()
+    own_server.kill()
+    probe.page.get_by_test_id("play").click()
+    probe.wait(
+        lambda: probe.text("error-run") == "Cannot reach the Backbeat server", what="the error"
+    )
+    probe.wait(lambda: status(probe) == "connection lost", what="the badge to say so")
+    own_server.start()
+    wait_until(own_server.healthy, 30, "the restarted server")
+    probe.wait(lambda: probe.text("error-run") == "", timeout=20, what="the error to clear")
+    probe.wait(lambda: status(probe) == "ready", what="the badge back to Ready")
+
+
+def test_exports_download_a_valid_csv_and_model(probe):
+    probe.open("#features=x1,x2")
     page = probe.page
     for _ in range(5):
         page.keyboard.press("s")  # presses faster than the server answers queue up
@@ -394,9 +476,17 @@ def test_exports_download_a_valid_csv_and_model(probe):
     per_layer = [
         f"{name}_{k}" for name in ("act_rms", "grad_norm", "update_ratio") for k in range(LAYERS)
     ]
-    assert rows[0] == ["step", "t", "epoch", "loss", "accuracy", "entropy", "crescendo", *per_layer]
-    assert [int(r[0]) for r in rows[1:]] == [1, 2, 3, 4, 5]
-    assert all(float(v) >= 0 for r in rows[1:] for v in r[3:])
+    evals = ["train_loss", "test_loss", "train_accuracy", "test_accuracy", "test_entropy"]
+    assert rows[0] == [
+        *["step", "t", "epoch", "loss", "accuracy", "entropy", "crescendo", *per_layer],
+        *evals,
+        "event",
+    ]
+    steps = rows[1:]
+    assert [int(r[0]) for r in steps] == [0, 1, 2, 3, 4, 5]  # step 0: the first evaluation
+    assert all(float(v) >= 0 for r in steps[1:] for v in r[3 : 7 + len(per_layer)])
+    first_eval = dict(zip(rows[0], steps[0], strict=True))
+    assert float(first_eval["test_loss"]) > 0 and 0 <= float(first_eval["test_accuracy"]) <= 1
 
     with page.expect_download() as download:
         page.get_by_role("link", name="Download this run's model (JSON)").click()
@@ -406,6 +496,10 @@ def test_exports_download_a_valid_csv_and_model(probe):
     assert shapes == [(2, 8), (8, 8), (8, 1)]
     assert [len(layer["biases"]) for layer in model["layers"]] == [8, 8, 1]
     assert model["step"] == 5
+    assert model["format"] == "backbeat-model/1" and model["dataset"] == "spiral"
+    assert model["features"] == ["x1", "x2"] and model["layer_sizes"] == [2, 8, 8, 1]
+    assert model["activations"] == ["tanh", "tanh", "sigmoid"]
+    assert model["loss"] == "cross-entropy" and model["config"]["learning_rate"] == 0.03
     assert probe.errors == []
 
 

@@ -1,0 +1,1 @@
+"""The web face: app factory, routes, security, settings and the `backbeat` command."""

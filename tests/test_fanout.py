@@ -1,0 +1,184 @@
+"""Fan-out written straight to the sockets: one framed tick for all, stalled viewers cut off."""
+
+import asyncio
+import json
+import struct
+import threading
+import time
+
+import httpx
+from _server import ThreadedServer, raw_handshake
+from websockets.sync.client import connect
+
+from app.live import channel as hub
+from app.live import direct as direct_module
+from app.live.channel import EVICTED, Channel, Tick, Viewer
+from app.live.wire import ws_text_frame
+from app.web.server import create_app
+from app.web.settings import Settings
+
+RUN = dict(
+    dataset="circle",
+    n_samples=100,
+    hidden=[4],
+    max_steps=10_000_000,
+    steps_per_second=3000,
+    stop_at_convergence=False,
+)
+
+
+def read_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of every complete unmasked websocket frame in `data`."""
+    frames, at = [], 0
+    while at + 2 <= len(data):
+        b0, n = data[at], data[at + 1] & 0x7F
+        head = {126: 4, 127: 10}.get(n, 2)
+        if at + head > len(data):
+            break
+        if n == 126:
+            (n,) = struct.unpack_from("!H", data, at + 2)
+        elif n == 127:
+            (n,) = struct.unpack_from("!Q", data, at + 2)
+        if at + head + n > len(data):
+            break
+        frames.append((b0 & 0x0F, data[at + head : at + head + n]))
+        at += head + n
+    return frames
+
+
+def test_a_text_frame_has_the_length_form_its_size_needs():
+    for size, head in ((0, 2), (125, 2), (126, 4), (65_535, 4), (65_536, 10)):
+        text = "x" * size
+        framed = ws_text_frame(text)
+        assert len(framed) == head + size and framed[0] == 0x81  # FIN, text, no mask
+        assert read_frames(framed) == [(1, text.encode())]
+
+
+class FakeSocket:
+    """A DirectSocket stand-in: what was written, a settable backlog, the close it got."""
+
+    def __init__(self) -> None:
+        self.written, self.buffered, self.closed_with = b"", 0, None
+
+    closed = property(lambda self: self.closed_with is not None)
+
+    def backlog(self) -> int:
+        return self.buffered
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+
+
+def test_an_attached_viewer_gets_what_was_queued_first_then_each_tick_in_one_write():
+    async def scenario():
+        channel = Channel("r", 1, asyncio.get_running_loop(), dict)
+        with channel.subscribe() as (viewer, _):
+            channel._fan_out([{"type": "a"}])  # before the hello went out: queued
+            sock = FakeSocket()
+            viewer.attach(sock)
+            assert viewer.queue.empty()
+            channel._fan_out([{"type": "b"}, {"type": "c"}])
+            return [json.loads(p) for _, p in read_frames(sock.written)]
+
+    got = asyncio.run(scenario())
+    assert got == [{"type": "a", "seq": 1}, {"type": "b", "seq": 2}, {"type": "c", "seq": 3}]
+
+
+def test_a_direct_viewer_behind_for_too_long_is_evicted_with_4008_and_the_others_kept():
+    async def scenario():
+        channel = Channel("r", 1, asyncio.get_running_loop(), dict)
+        with channel.subscribe() as (slow, _), channel.subscribe() as (fast, _):
+            slow_sock, fast_sock = FakeSocket(), FakeSocket()
+            slow.attach(slow_sock)
+            fast.attach(fast_sock)
+            slow_sock.buffered = 1  # the kernel took nothing of its last write
+            channel._fan_out([{"type": "frame"}])  # the backlog starts here
+            assert not slow.evicted
+            slow.behind_since -= hub.VIEWER_PATIENCE + 1  # ...and has not emptied since
+            channel._fan_out([{"type": "frame"}])
+            assert slow.evicted and slow.dropped.is_set() and channel.evictions == 1
+            assert slow_sock.closed_with == (EVICTED, "viewer too slow: evicted")
+            assert channel.viewers == {fast} and not fast.evicted
+            assert await slow.take() is None  # the session's cue, as on the queued path
+            return [json.loads(p)["seq"] for _, p in read_frames(fast_sock.written)]
+
+    assert asyncio.run(scenario()) == [1, 2]
+
+
+def test_a_direct_viewer_whose_backlog_overflows_is_evicted_at_once():
+    viewer, sock = Viewer(), FakeSocket()
+    viewer.attach(sock)
+    sock.buffered = hub.VIEWER_BACKLOG + 1
+    assert not viewer.offer_tick(Tick(['{"type":"frame"}']), time.monotonic())
+    assert viewer.evicted and sock.closed_with[0] == EVICTED and sock.written == b""
+
+
+def read_until_close(sock, deadline: float) -> tuple[int, str]:
+    """Read a stalled client's socket from the start until the server's close frame."""
+    data = b""
+    sock.settimeout(1.0)
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(1 << 16)
+        except TimeoutError:
+            continue
+        data += chunk
+        body = data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else b""
+        closes = [p for op, p in read_frames(body) if op == 8]
+        if closes:
+            return struct.unpack("!H", closes[0][:2])[0], closes[0][2:].decode()
+        assert chunk, "the connection ended without a close frame"
+    raise AssertionError("no close frame before the deadline")
+
+
+def test_stalled_sockets_get_4008_while_the_others_keep_every_frame(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "VIEWER_PATIENCE", 2.0)  # evict 2 s after the backlog starts
+    monkeypatch.setattr(direct_module, "EVICTED_GRACE", 60.0)  # time to read the close frame
+    app = create_app(Settings(data_dir=tmp_path, heartbeat_interval=1.0, heartbeat_timeout=60))
+    with ThreadedServer(app) as srv:
+        run_id = httpx.post(f"{srv.url}/api/runs", json=RUN).json()["id"]
+        channel = app.state.manager.get(run_id).channel
+        seqs: dict[str, list[int]] = {"audience": [], "full": []}
+        stop = threading.Event()
+
+        def watch(detail: str) -> None:  # a strict client: it checks every frame it parses
+            with connect(f"{srv.ws_url}/ws/runs/{run_id}?detail={detail}", max_size=None) as ws:
+                assert json.loads(ws.recv(10))["type"] == "hello"
+                while not stop.is_set():
+                    message = json.loads(ws.recv(10))
+                    if message["type"] != "ping":
+                        seqs[detail].append(message["seq"])
+
+        watchers = [threading.Thread(target=watch, args=(d,), daemon=True) for d in seqs]
+        for w in watchers:
+            w.start()
+        stalled = [raw_handshake(srv.port, f"/ws/runs/{run_id}", rcvbuf=4096) for _ in range(3)]
+        try:
+            deadline = time.monotonic() + 30
+            while channel.evictions < 3:
+                assert time.monotonic() < deadline, f"{channel.evictions} of 3 evicted"
+                time.sleep(0.05)
+            codes = [read_until_close(s, time.monotonic() + 30) for s in stalled]
+            assert codes == [(EVICTED, "viewer too slow: evicted")] * 3
+            assert len(channel.viewers) == 2 and all(v.direct for v in channel.viewers)
+            after = {d: len(s) for d, s in seqs.items()}
+            deadline = time.monotonic() + 30
+            while any(len(seqs[d]) < after[d] + 10 for d in seqs):  # and they stream on
+                assert time.monotonic() < deadline, (after, {d: len(s) for d, s in seqs.items()})
+                time.sleep(0.05)
+            wait = time.monotonic() + 10
+            while app.state.limits.open != {"127.0.0.1": 2}:  # the stalled slots are released
+                assert time.monotonic() < wait, app.state.limits.open
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for w in watchers:
+                w.join(15)
+            for s in stalled:
+                s.close()
+        assert channel.evictions == 3
+        for got in seqs.values():  # nothing lost or reordered for the viewers that read
+            assert got == list(range(got[0], got[0] + len(got)))
