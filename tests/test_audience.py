@@ -123,8 +123,8 @@ def test_live_audience_frames_are_the_full_frames_summarised(api):
     ):
         hellos = receive(audience), receive(script)
         assert [h["detail"] for h in hellos] == ["audience", "full"]
-        # A message (the step-0 eval) may land between the two handshakes; compare from
-        # the later viewer's hello on.
+        # Messages (the step-0 eval, the `paused` state) may land between the handshakes; from
+        # the later viewer's hello on, both must see the same.
         joined = hellos[1]["seq"]
         assert hellos[0]["seq"] <= joined
         api.control(run_id, "resume")
