@@ -4,8 +4,15 @@ Echoes (per-layer gradient norms, update ratios, activation RMS) and the entropy
 logits cost a few torch operations each, as much as 20 % of a small model's step. So the
 client measures them only on every `every`-th logged step; `every` is a power of two,
 doubled or halved so that measuring stays within `BUDGET` of the training time (the median
-of the last few measurements against the running mean time between steps). The steps in
-between carry no echo row: the server holds the last measured one (docs/protocol.md).
+of the last few measurements against the running mean time between steps), and so that
+measurements come at most `MAX_RATE` a second: the page plays at most ~16 beats a second
+and its charts draw at 60 Hz, so a denser measurement is never heard or seen live. The
+steps in between carry no echo row: the server holds the last measured one
+(docs/protocol.md).
+
+The budget is 1 % although the cost counted is the measuring code's own: a measured step
+also leaves the next training steps running on cold caches, which roughly doubles its
+real cost on a small model (docs/benchmarks.md, "Client overhead (session 5)").
 """
 
 import math
@@ -13,7 +20,8 @@ import statistics
 import time
 from collections import deque
 
-BUDGET = 0.02  # share of the training time that measuring may take
+BUDGET = 0.01  # share of the training time that measuring may take
+MAX_RATE = 32.0  # measurements a second at most, however cheap
 MAX_EVERY = 256  # the sparsest cadence, whatever measuring costs
 COSTS_KEPT = 5  # measurements the cost estimate is the median of
 SMOOTHING = 0.05  # weight of the newest step in the running mean interval
@@ -28,11 +36,18 @@ class Cadence:
     before its next `tick`.
     """
 
-    def __init__(self, every: int | None = None, budget: float = BUDGET, clock=time.perf_counter):
+    def __init__(
+        self,
+        every: int | None = None,
+        budget: float = BUDGET,
+        clock=time.perf_counter,
+        max_rate: float = MAX_RATE,
+    ):
         self.clock = clock
         self.fixed = every is not None
         self.every = max(1, int(every)) if every is not None else 1
         self.budget = budget
+        self.max_rate = max_rate
         self.count = 0  # loss steps logged
         self.interval: float | None = None  # s between logged steps (running mean)
         self.since: tuple[float, int] | None = None  # (perf_counter, count) at the last measurement
@@ -80,7 +95,8 @@ class Cadence:
         self.costs.append(seconds)
         if not self.interval:
             return
-        wanted = statistics.median(self.costs) / (self.budget * self.interval)
+        by_cost = statistics.median(self.costs) / (self.budget * self.interval)
+        wanted = max(by_cost, 1.0 / (self.max_rate * self.interval))
         every = 1 << max(0, math.ceil(math.log2(wanted))) if wanted > 1 else 1
         self.every = min(every, MAX_EVERY)
         self.due = self.count % self.every == 0

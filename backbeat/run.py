@@ -66,6 +66,7 @@ class Run:
         self.epoch = 0
         self.server_process = None
         self._watch = None
+        self._tensor = None  # torch.Tensor once a model is watched (log's fast path reads it)
         self._layers: list[str] = []
         self._finished = False
         self._started = False
@@ -120,9 +121,12 @@ class Run:
     def watch(self, model, optimizer=None, activations: bool = False) -> "Run":
         """Echoes per layer of a PyTorch model; call it before the first `log`."""
         try:
+            import torch
+
             from backbeat.watch import TorchWatch
 
             self._watch = TorchWatch(model, optimizer, activations)
+            self._tensor = torch.Tensor
         except Exception as exc:  # a model we cannot hook must not stop training
             log.warning("backbeat: cannot watch this model: %s", exc)
         return self
@@ -165,8 +169,9 @@ class Run:
             if loss is None:
                 self._log(metrics, step, logits, probs, epoch, grad_norm)
             else:  # the common step, unmeasured: as little Python as the row needs
-                if type(loss) is not float:
-                    loss = _value(loss)
+                if type(loss) is not float:  # a CPU tensor read inline: the common case
+                    tensor = self._tensor
+                    loss = loss.item() if type(loss) is tensor and loss.is_cpu else _value(loss)
                 if size == 2 and (accuracy := metrics["accuracy"]) is not None:
                     accuracy = accuracy if type(accuracy) is float else _value(accuracy)
                 self.step = self.step + 1 if step is None else int(step)

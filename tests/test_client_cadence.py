@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from backbeat.cadence import MAX_EVERY, Cadence
+from backbeat.cadence import MAX_EVERY, MAX_RATE, Cadence
 from backbeat.run import _value
 from backbeat.sender import _num, _row
 
@@ -32,7 +32,7 @@ def drive(c: Cadence, clock: Clock, steps: int, step_s: float, cost_s: float) ->
 
 def test_the_cadence_keeps_measuring_within_its_budget():
     clock = Clock()
-    c = Cadence(budget=0.02, clock=clock)
+    c = Cadence(budget=0.02, clock=clock, max_rate=math.inf)
     drive(c, clock, 200, 1e-3, 2e-4)  # a measurement costs a fifth of a step
     assert c.every == 16  # 0.2 / 0.02 = 10 steps between measurements, rounded up to 2^k
     measured = drive(c, clock, 320, 1e-3, 2e-4)
@@ -41,6 +41,18 @@ def test_the_cadence_keeps_measuring_within_its_budget():
     assert spent <= 0.02
     drive(c, clock, 400, 1e-3, 1e-6)  # measuring got cheap: measure every step again
     assert c.every == 1
+
+
+def test_measurements_come_at_most_max_rate_a_second_however_cheap():
+    clock = Clock()
+    c = Cadence(clock=clock)  # the defaults: 1 % of the time, at most MAX_RATE a second
+    drive(c, clock, 2000, 2e-4, 1e-7)  # 5,000 steps a second, measuring almost free
+    assert c.every == 256  # 5,000 / 32 = 156 steps between measurements, rounded up to 2^k
+    measured = drive(c, clock, 2560, 2e-4, 1e-7)
+    assert len(measured) == 10 and len(measured) / (2560 * 2e-4) <= MAX_RATE
+    slow = Cadence(clock=clock)
+    drive(slow, clock, 50, 0.1, 1e-4)  # a big model: 10 steps a second, cheap to measure
+    assert slow.every == 1  # every step, as the rate allows
 
 
 def test_the_cadence_is_bounded_and_fixed_when_asked():
@@ -202,6 +214,7 @@ def test_the_optimizers_hooks_are_there_only_while_a_measured_step_is_coming():
     # armed before steps 1 and 5: the first forward also has the ordering hooks (one a layer)
     assert hooked == [(1, 2), (0, 0), (0, 0), (0, 0), (1, 2), (0, 0), (0, 0), (0, 0)]
     rows = list(run._sender.pending)
+    assert all(type(r[3]) is float for r in rows)  # a watched run reads CPU losses inline too
     assert [r[0] for r in rows if r[6] is not None] == [1, 5]  # grad norms
     assert [r[0] for r in rows if r[7] is not None] == [1, 5]  # update ratios
     assert [r[0] for r in rows if r[8] is not None] == [1, 5]  # activation RMS
