@@ -200,9 +200,7 @@ def main() -> None:
             f"  ratio watched/plain: {statistics.median(wall_ratios):.3f} wall, "
             f"{statistics.median(cpu_ratios):.3f} CPU  (target ≤ 1.05)"
         )
-        print(
-            f"  noise floor, plain/plain in the same rounds: {statistics.median(floor):.3f} wall"
-        )
+        print(f"  noise floor, plain/plain in the same rounds: {statistics.median(floor):.3f} wall")
         print(
             f"  median step (train + log; measured steps are rare, so this is the common step): "
             f"{statistics.median(step_ratios):.3f}"
