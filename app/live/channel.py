@@ -14,7 +14,7 @@ from app.live.thinning import History
 from app.live.wire import column, dumps, ws_text_frame
 
 FRAME_INTERVAL = 1 / 60  # s: at most ~60 messages a second per run, however fast training goes
-AUDIENCE_SHARE = 0.25  # of the time, at most, writing to the audience may take before it slows
+AUDIENCE_SHARE = 0.5  # of the time writing to the audience may take, about, before it slows
 AUDIENCE_LONGEST = 1 / 20  # s: the longest an audience viewer waits between two writes
 COST_SMOOTHING = 0.2  # weight of the newest audience write's duration in its running average
 VIEWER_QUEUE = 240  # messages a viewer may lag (about 4 s of frames) before eviction
