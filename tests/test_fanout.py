@@ -253,3 +253,36 @@ def test_the_audience_is_written_less_often_when_it_costs_more_and_full_viewers_
         assert len({sock.writes for sock in audience}) == 1  # one write for all at a time
         # over the second half: one write every `every` ticks, and the end's
         assert abs(late_writes - (ticks // 2 / every + 1)) <= 1, (round_cost, late_writes)
+
+
+def test_held_audience_writes_over_real_sockets_lose_and_reorder_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "AUDIENCE_SHARE", 1e-9)  # every audience write is over budget
+    app = create_app(Settings(data_dir=tmp_path))
+    with ThreadedServer(app) as srv:
+        run_id = httpx.post(f"{srv.url}/api/runs", json=RUN).json()["id"]
+        channel = app.state.manager.get(run_id).channel
+        got: dict[str, dict[int, dict]] = {"audience": {}, "full": {}}
+
+        def watch(detail: str) -> None:
+            url = f"{srv.ws_url}/ws/runs/{run_id}?detail={detail}"
+            with connect(url, max_size=None) as ws:
+                assert json.loads(ws.recv(10))["type"] == "hello"
+                while len(got[detail]) < 150:
+                    message = json.loads(ws.recv(10))
+                    if message["type"] != "ping":
+                        got[detail][message["seq"]] = message
+
+        watchers = [threading.Thread(target=watch, args=(d,)) for d in got]
+        for w in watchers:
+            w.start()
+        for w in watchers:
+            w.join(60)
+        assert channel.audience_interval == hub.AUDIENCE_LONGEST  # the budget held it
+    audience, full = got["audience"], got["full"]
+    seqs = sorted(audience)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # none lost, none repeated
+    both = set(audience) & set(full)
+    assert len(both) > 50
+    for seq in both:  # the same message for either detail, frames aside
+        if audience[seq]["type"] != "frame":
+            assert audience[seq] == full[seq], seq
