@@ -50,12 +50,18 @@ TARGET_RATIO = 0.9
 # -- the server process --------------------------------------------------------------
 
 
-def serve(port: int, data: Path, viewers: int, switch_interval: float) -> None:
+def serve(
+    port: int, data: Path, viewers: int, switch_interval: float, audience_share: float
+) -> None:
     """The app as `backbeat` serves it, with connection caps raised for one loopback host."""
     import uvicorn
 
     if switch_interval:
         sys.setswitchinterval(switch_interval)
+    if audience_share:
+        from app.live import channel
+
+        channel.AUDIENCE_SHARE = audience_share
 
     from app.web.listen import listening_socket
     from app.web.server import create_app
@@ -120,6 +126,8 @@ class Watcher:
         if not data:
             self.swarm.closed.setdefault(self.i, 1006)  # dropped without a close frame
             return False
+        if self.swarm.window[0] <= now <= self.swarm.window[1]:
+            self.swarm.reads += 1
         buf = self.buf
         buf += data
         if not self.upgraded:
@@ -180,6 +188,7 @@ class Viewers:
         self.closed: dict[int, int] = {}  # viewer -> close code, if the server closed it
         self.window = (float("inf"), float("inf"))
         self.ready = 0
+        self.reads = 0  # socket reads with data in the window, all viewers
 
     def frame(self, i: int, payload: bytes, now: float) -> None:
         seq = int(payload[payload.rindex(b'"seq":') + 6 : -1])  # `seq` comes last
@@ -243,6 +252,7 @@ class Viewers:
             "newest": newest,
             "closed": self.closed,
             "sizes": self.sizes,
+            "reads": self.reads,
         }
 
 
@@ -281,6 +291,12 @@ def stalled_client(port: int, path: str) -> socket.socket:
     return s
 
 
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of `pid` on `cpu` (threads started later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {cpu})
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -317,6 +333,17 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
 
 
+def placement(args: argparse.Namespace) -> dict[str, int]:
+    """Which CPU the server, the training children and the clients are pinned to, if any."""
+    layout = "server=0,training=0,clients=1" if args.pin else args.cpus
+    cpus = {}
+    for part in filter(None, layout.split(",")):
+        who, cpu = part.split("=")
+        assert who in ("server", "training", "clients"), who
+        cpus[who] = int(cpu)
+    return cpus
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -324,6 +351,7 @@ class Bench:
         self.base = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(base_url=self.base, timeout=30)
         self.loads: list[float] = []
+        self.cpus = placement(args)
 
     def healthy(self) -> bool:
         if self.server.poll() is not None:
@@ -361,16 +389,19 @@ class Bench:
     def create(self, **extra) -> str:
         r = self.http.post("/api/runs", json={**RUN, "steps_per_second": self.args.tempo, **extra})
         r.raise_for_status()
+        if "training" in self.cpus:  # the forkserver and its training children
+            for kid in descendants(self.server.pid):
+                pin(kid, self.cpus["training"])
         return r.json()["id"]
 
     def run(self) -> dict:
         a = self.args
         with tempfile.TemporaryDirectory(prefix="backbeat-bench-") as data:
             argv = [sys.executable, __file__, "--serve", str(self.port), data, str(a.viewers),
-                    str(a.switch_interval)]  # fmt: skip
+                    str(a.switch_interval), str(a.audience_share)]  # fmt: skip
             self.server = subprocess.Popen(argv, cwd=REPO)
-            if a.pin:  # the server, and the training children it forks later, on CPU 0
-                os.sched_setaffinity(self.server.pid, {0})
+            if "server" in self.cpus:  # (and the training children it forks, until moved)
+                os.sched_setaffinity(self.server.pid, {self.cpus["server"]})
             try:
                 return self.measure()
             finally:
@@ -420,9 +451,9 @@ class Bench:
             )
             for n in shares
         ]
-        if a.pin:  # the client swarm on the other core, so it does not share the server's
+        if "clients" in self.cpus:
             for c in clients:
-                os.sched_setaffinity(c.pid, {1})
+                os.sched_setaffinity(c.pid, {self.cpus["clients"]})
         for c in clients:
             assert c.stdout.readline().strip() == "ready", "viewers could not connect"
         sockets = [stalled_client(self.port, path) for _ in range(stalled)]
@@ -502,6 +533,8 @@ class Bench:
         out = {
             "viewers": a.viewers,
             "client_procs": a.client_procs,
+            "pinned": ",".join(f"{k}={v}" for k, v in self.cpus.items()),
+            "audience_share": a.audience_share or None,
             "window_s": a.seconds,
             "frames_per_viewer": {
                 "min": int(frames.min()),
@@ -520,6 +553,7 @@ class Bench:
             "server_peak_rss_mib": round(m["peak"], 1),
             "server_cpu_cores": {"alone": m["cpu_alone"], "watched": m["cpu_watched"]},
             "client_cpu_cores": m["client_cpu"],
+            "reads_per_viewer_s": sum(r["reads"] for r in results) / a.viewers / a.seconds,
             "training_cpu_cores": {
                 "alone": m["cpu_lone"]["training"],
                 "watched": m["cpu_watched_window"]["training"],
@@ -531,6 +565,9 @@ class Bench:
             "server_us_per_viewer_frame": (m["cpu_watched"] - m["cpu_alone"])
             * 1e6
             / max(a.viewers * float(np.median(frames)) / a.seconds, 1),
+            "server_us_per_viewer_read": (m["cpu_watched"] - m["cpu_alone"])
+            * 1e6
+            / max(sum(r["reads"] for r in results) / a.seconds, 1),
             "frame_kib_median": round(m["frame_kib"], 1),
             "steps_per_frame_median": m["steps_per_frame"],
             "steps_per_s": {"alone": m["rate_alone"], "watched": m["rate_watched"]},
@@ -549,9 +586,9 @@ class Bench:
 def print_report(r: dict) -> None:
     f, le, ln = r["frames_per_viewer"], r["latency_ms_every_step"], r["latency_ms_newest_step"]
     print(f"viewers            {r['viewers']} in {r['client_procs']} client process(es), "
-          f"{r['window_s']:g} s window")  # fmt: skip
+          f"{r['window_s']:g} s window, pinned: {r['pinned'] or 'no'}")  # fmt: skip
     print(f"frames per viewer  min {f['min']}  median {f['median']:g}  max {f['max']}"
-          f"  ({f['per_s']:.1f}/s)")  # fmt: skip
+          f"  ({f['per_s']:.1f}/s, in {r['reads_per_viewer_s']:.1f} reads/s)")  # fmt: skip
     print(f"latency, every step   p50 {le['p50']:.1f} ms  p99 {le['p99']:.1f} ms")
     if ln["p50"] is not None:
         print(f"latency, newest step  p50 {ln['p50']:.1f} ms  p99 {ln['p99']:.1f} ms")
@@ -563,7 +600,7 @@ def print_report(r: dict) -> None:
     t, b = r["training_cpu_cores"], r["cpu_busy"]
     print(f"training CPU       {t['alone']:.2f} cores alone, {t['watched']:.2f} watched;"
           f" server (watched - alone) {r['server_us_per_viewer_frame']:.1f} us"
-          " per viewer-frame")  # fmt: skip
+          f" per viewer-frame, {r['server_us_per_viewer_read']:.1f} per viewer-read")  # fmt: skip
     print("CPUs busy (all)    alone " + " ".join(f"{x:.0%}" for x in b["alone"])
           + ", watched " + " ".join(f"{x:.0%}" for x in b["watched"])
           + "  (anything above server+training+clients is other sessions' work)")  # fmt: skip
@@ -591,8 +628,8 @@ def print_report(r: dict) -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--serve"]:
-        port, data, viewers, switch_interval = sys.argv[2:6]
-        serve(int(port), Path(data), int(viewers), float(switch_interval))
+        port, data, viewers, switch_interval, share = sys.argv[2:7]
+        serve(int(port), Path(data), int(viewers), float(switch_interval), float(share))
         return
     if sys.argv[1:2] == ["--viewers-of"]:
         viewer_process(sys.argv[2], int(sys.argv[3]))
@@ -606,6 +643,18 @@ def main() -> None:
         "--pin",
         action="store_true",
         help="pin the server (and its training children) to CPU 0 and the clients to CPU 1",
+    )
+    p.add_argument(
+        "--cpus",
+        default="",
+        help="where to pin whom, e.g. training=0,server=1,clients=1 (--pin: server=0,"
+        "training=0,clients=1; a training CPU is set once each run's child exists)",
+    )
+    p.add_argument(
+        "--audience-share",
+        type=float,
+        default=0.0,
+        help="the server's AUDIENCE_SHARE (default: app/live/channel.py's; 1000: every tick)",
     )
     p.add_argument("--tempo", type=float, default=None, help="pace the runs (default: unpaced)")
     p.add_argument(

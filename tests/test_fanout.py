@@ -182,3 +182,107 @@ def test_stalled_sockets_get_4008_while_the_others_keep_every_frame(tmp_path, mo
         assert channel.evictions == 3
         for got in seqs.values():  # nothing lost or reordered for the viewers that read
             assert got == list(range(got[0], got[0] + len(got)))
+
+
+class FakeClock:
+    """`time` for the channel: it moves only when told, and each direct write costs `per_write`."""
+
+    def __init__(self) -> None:
+        self.now, self.per_write = 1000.0, 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    perf_counter = monotonic
+
+    def time(self) -> float:
+        return self.now
+
+
+class CostlySocket(FakeSocket):
+    """A FakeSocket whose every write takes the fake clock's `per_write` (the kernel's send)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock, self.writes = clock, 0
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.writes += 1
+        self.clock.now += self.clock.per_write
+
+
+def test_the_audience_is_written_less_often_when_it_costs_more_and_full_viewers_get_every_tick(
+    monkeypatch,
+):
+    clock = FakeClock()
+    monkeypatch.setattr(hub, "time", clock)
+    audience_size, ticks = 50, 120
+    # (one write's cost as a share of a tick, what it costs the whole audience) → ticks per write
+    cases = [
+        (0.0, 1),  # a cheap audience: every tick, as a full viewer
+        (2 * hub.AUDIENCE_SHARE, 2),  # twice the budget: every other tick
+        (10 * hub.AUDIENCE_SHARE, round(hub.AUDIENCE_LONGEST / hub.FRAME_INTERVAL)),  # the cap
+    ]
+
+    async def scenario(round_cost: float) -> tuple[list[CostlySocket], CostlySocket, int]:
+        channel = Channel("r", 1, asyncio.get_running_loop(), dict)
+        subscriptions = [channel.subscribe() for _ in range(audience_size)]
+        subscriptions.append(channel.subscribe("full"))
+        viewers = [s.__enter__()[0] for s in subscriptions]
+        sockets = [CostlySocket(clock) for _ in viewers]
+        for viewer, sock in zip(viewers, sockets, strict=True):
+            viewer.attach(sock)
+        clock.per_write = round_cost * hub.FRAME_INTERVAL / audience_size
+        for tick in range(ticks):  # the pump's ticks, one frame interval apart
+            if tick == ticks // 2:  # the running average of the cost has settled by now
+                settled = sockets[0].writes
+            began = clock.now
+            channel._fan_out([{"type": "frame"}, {"type": "eval"}])
+            clock.now = began + hub.FRAME_INTERVAL
+        channel._fan_out([{"type": "end"}], flush=True)  # as the run's end does
+        return sockets[:-1], sockets[-1], sockets[0].writes - settled
+
+    seqs = list(range(1, 2 * ticks + 2))
+    for round_cost, every in cases:
+        audience, full, late_writes = asyncio.run(scenario(round_cost))
+        assert full.writes == ticks + 1  # every tick, in its own write
+        assert [json.loads(p)["seq"] for _, p in read_frames(full.written)] == seqs
+        for sock in audience:  # every message, in order, in fewer writes
+            assert [json.loads(p)["seq"] for _, p in read_frames(sock.written)] == seqs
+        assert len({sock.writes for sock in audience}) == 1  # one write for all at a time
+        # over the second half: one write every `every` ticks, and the end's
+        assert abs(late_writes - (ticks // 2 / every + 1)) <= 1, (round_cost, late_writes)
+
+
+def test_held_audience_writes_over_real_sockets_lose_and_reorder_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "AUDIENCE_SHARE", 1e-9)  # every audience write is over budget
+    app = create_app(Settings(data_dir=tmp_path))
+    with ThreadedServer(app) as srv:
+        run_id = httpx.post(f"{srv.url}/api/runs", json=RUN).json()["id"]
+        channel = app.state.manager.get(run_id).channel
+        got: dict[str, dict[int, dict]] = {"audience": {}, "full": {}}
+
+        def watch(detail: str) -> None:
+            url = f"{srv.ws_url}/ws/runs/{run_id}?detail={detail}"
+            with connect(url, max_size=None) as ws:
+                assert json.loads(ws.recv(10))["type"] == "hello"
+                while len(got[detail]) < 150:
+                    message = json.loads(ws.recv(10))
+                    if message["type"] != "ping":
+                        got[detail][message["seq"]] = message
+
+        watchers = [threading.Thread(target=watch, args=(d,)) for d in got]
+        for w in watchers:
+            w.start()
+        for w in watchers:
+            w.join(60)
+        assert channel.audience_interval == hub.AUDIENCE_LONGEST  # the budget held it
+    audience, full = got["audience"], got["full"]
+    seqs = sorted(audience)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # none lost, none repeated
+    both = set(audience) & set(full)
+    assert len(both) > 50
+    for seq in both:  # the same message for either detail, frames aside
+        if audience[seq]["type"] != "frame":
+            assert audience[seq] == full[seq], seq

@@ -14,6 +14,9 @@ from app.live.thinning import History
 from app.live.wire import column, dumps, ws_text_frame
 
 FRAME_INTERVAL = 1 / 60  # s: at most ~60 messages a second per run, however fast training goes
+AUDIENCE_SHARE = 0.5  # of the time writing to the audience may take, about, before it slows
+AUDIENCE_LONGEST = 1 / 20  # s: the longest an audience viewer waits between two writes
+COST_SMOOTHING = 0.2  # weight of the newest audience write's duration in its running average
 VIEWER_QUEUE = 240  # messages a viewer may lag (about 4 s of frames) before eviction
 EVALS_PER_TICK = 4  # a tick with more evals than this sends only the newest (unpaced runs)
 VIEWER_PATIENCE = 5.0  # s the oldest message may wait for a viewer before it is evicted
@@ -144,6 +147,13 @@ class Channel:
 
     It only fans out: a live run's `Recorder` stores each item before handing it on, and
     events arrive JSON-ready (non-finite numbers already None).
+
+    `?detail=full` viewers get every tick. The audience gets every tick too while writing
+    to all of it takes at most AUDIENCE_SHARE of a tick's interval; beyond that it is
+    written to less often (down to once every AUDIENCE_LONGEST), each write carrying the
+    held ticks' messages, unchanged and in order (`audience_interval`). A write per viewer
+    costs ~10 µs of CPU, mostly the kernel's, so 1,000 viewers at 60 Hz would take most of
+    a core; this holds the audience's share of the server's time near AUDIENCE_SHARE.
     """
 
     def __init__(
@@ -168,6 +178,10 @@ class Channel:
         self.ended = False
         self.evictions = 0
         self.notice: dict | None = None  # a standing `notice` for hellos (a broker outage)
+        self.held: list[str] = []  # audience messages serialised but not yet written
+        self.audience_cost = 0.0  # s: running average of one write to the whole audience
+        self.audience_written = -float("inf")  # monotonic time of the last audience write
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     # -- the producer's thread (a Sink) ------------------------------------------------
     def on_steps(self, run_id: str, block: StepBlock) -> None:
@@ -244,23 +258,66 @@ class Channel:
     def _broadcast(self, message: dict | Frame) -> None:
         self._fan_out([message])
 
-    def _fan_out(self, messages: list[dict | Frame]) -> None:
-        """A tick's messages to every viewer: serialised and framed once per detail watched."""
+    def _fan_out(self, messages: list[dict | Frame], flush: bool = False) -> None:
+        """A tick's messages to every viewer: serialised and framed once per detail watched.
+
+        Full viewers get them now; the audience gets them now or with the next write
+        `audience_interval` allows (`flush`: now, whatever the interval)."""
         first = self.seq + 1
         self.seq += len(messages)
-        if not self.viewers or not messages:  # serialising costs training time: only if watched
+        if not self.viewers:  # serialising costs training time: only if watched
+            self.held.clear()
             return
-        ticks: dict[Detail, Tick] = {}
         now = time.monotonic()
-        for viewer in list(self.viewers):
-            tick = ticks.get(viewer.detail)
-            if tick is None:
-                tick = ticks[viewer.detail] = Tick(
-                    [
-                        dumps({**self._body(m, viewer.detail), "seq": first + i})
-                        for i, m in enumerate(messages)
-                    ]
-                )
+        if messages:
+            full = [v for v in self.viewers if v.detail == "full"]
+            if full:
+                self._write(full, Tick(self._texts(messages, "full", first)), now)
+            if len(full) < len(self.viewers):
+                self.held.extend(self._texts(messages, "audience", first))
+        if not self.held:
+            return
+        if flush or self.ended or now >= self.audience_written + self._audience_wait():
+            self._write_audience(now)
+        elif self._flush_timer is None:  # nothing may come for a while: write then anyway
+            wait = self.audience_written + self._audience_wait() - now
+            self._flush_timer = self.loop.call_later(wait, self._flush_due)
+
+    def _texts(self, messages: list[dict | Frame], detail: Detail, first: int) -> list[str]:
+        return [dumps({**self._body(m, detail), "seq": first + i}) for i, m in enumerate(messages)]
+
+    @property
+    def audience_interval(self) -> float:
+        """The time between two audience writes: one tick's, unless the audience costs more.
+
+        Writing to every audience viewer takes `audience_cost`; the interval keeps that
+        within AUDIENCE_SHARE of it, between FRAME_INTERVAL and AUDIENCE_LONGEST."""
+        return min(max(FRAME_INTERVAL, self.audience_cost / AUDIENCE_SHARE), AUDIENCE_LONGEST)
+
+    def _audience_wait(self) -> float:
+        """How long after the last audience write the next is due: none at the tick rate,
+        else the interval less half a tick, so a write goes with the tick nearest to it."""
+        interval = self.audience_interval
+        return 0.0 if interval <= FRAME_INTERVAL else interval - FRAME_INTERVAL / 2
+
+    def _flush_due(self) -> None:
+        self._flush_timer = None
+        if self.held:
+            self._write_audience(time.monotonic())
+
+    def _write_audience(self, now: float) -> None:
+        tick, self.held = Tick(self.held), []
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        began = time.perf_counter()
+        self._write([v for v in self.viewers if v.detail == "audience"], tick, now)
+        took = time.perf_counter() - began
+        self.audience_cost += COST_SMOOTHING * (took - self.audience_cost)
+        self.audience_written = now
+
+    def _write(self, viewers: list[Viewer], tick: Tick, now: float) -> None:
+        for viewer in viewers:
             if not viewer.offer_tick(tick, now):
                 self.viewers.discard(viewer)
                 self.evictions += 1
@@ -290,7 +347,7 @@ class Channel:
 
         What the producer has handed over but the pump has not yet sent goes out first, so
         a hello built right after a control's answer already holds what that control did."""
-        self._fan_out(self._drain())
+        self._fan_out(self._drain(), flush=True)  # held messages go to those who had them
         viewer = Viewer(detail=detail)
         self.viewers.add(viewer)
         try:
