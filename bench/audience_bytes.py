@@ -74,8 +74,13 @@ def field_bytes(message: dict) -> dict[str, int]:
 
 
 def summary_bytes(summary: dict) -> dict[str, int]:
-    """Bytes per column of a summary, over its four statistics (keys included)."""
+    """Bytes per column of a summary, over its four statistics (keys included).
+
+    Either layout: column first (`{column: [mean, min, max, last]}`, now) or statistic
+    first (`{"mean": {column: ...}, ...}`, before), so old and new code compare."""
     out: Counter = Counter()
+    if "mean" not in summary:
+        return Counter({k: len(orjson.dumps({k: v})) - 1 for k, v in summary.items()})
     for stat in summary.values():
         for name, value in stat.items():
             out[name] += len(orjson.dumps({name: value})) - 1
