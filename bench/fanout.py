@@ -260,12 +260,12 @@ def step_times(frame: dict) -> tuple[np.ndarray, int]:
     """Server times to measure a frame's latency from (newest last), and its step count.
 
     A full frame gives every step's `t`. An audience summary gives its oldest step's
-    (`summary.min.t`) and its newest's (`summary.last.t`): the oldest step waited longest,
-    so "every step" percentiles over summaries are an upper bound on every step's.
+    (`summary.t[1]`, the min) and its newest's (`summary.t[3]`, the last): the oldest step
+    waited longest, so "every step" percentiles over summaries are an upper bound on every step's.
     """
     if "summary" in frame:
         s = frame["summary"]
-        return np.array([s["min"]["t"], s["last"]["t"]]), frame["count"]
+        return np.array([s["t"][1], s["t"][3]]), frame["count"]
     return np.array(frame["beats"]["t"]), len(frame["beats"]["t"])
 
 

@@ -45,7 +45,7 @@ async def watch(url: str, until: float, latencies: list[float]) -> int:
                 await ws.send('{"type":"pong"}')
             elif text.startswith('{"type":"frame"'):
                 frame = json.loads(text)
-                t = frame["beats"]["t"] if "beats" in frame else [frame["summary"]["min"]["t"]]
+                t = frame["beats"]["t"] if "beats" in frame else [frame["summary"]["t"][1]]
                 latencies.extend(now - np.asarray(t))
                 frames += 1
     return frames

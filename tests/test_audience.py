@@ -28,11 +28,10 @@ def _block(n: int, n_layers: int = 3, seed: int = 0):
 def _reduced(full: dict) -> dict:
     """A full frame's columns (as a client receives them) reduced by numpy, per layer."""
     cols = {**full["beats"], **full["echoes"], "crescendo": full["crescendo"]}
-    out = {stat: {} for stat in STATS}
+    out = {}
     for name in SUMMARY_COLUMNS:
         values = np.array(_nulls_as_nan(cols[name]), dtype=float)
-        for stat in STATS:
-            out[stat][name] = NUMPY[stat](values, axis=0)
+        out[name] = [NUMPY[stat](values, axis=0) for stat in STATS]
     return out
 
 
@@ -48,13 +47,14 @@ def _assert_summary_of(summary_frame: dict, full: dict) -> None:
     assert (summary_frame["first"], summary_frame["last"]) == (steps[0], steps[-1])
     assert "beats" not in summary_frame
     want = _reduced(full)
-    for stat in STATS:
-        assert set(summary_frame["summary"][stat]) == set(SUMMARY_COLUMNS)
-        for name in SUMMARY_COLUMNS:
-            got = np.array(summary_frame["summary"][stat][name], dtype=float)
+    assert set(summary_frame["summary"]) == set(SUMMARY_COLUMNS)
+    for name in SUMMARY_COLUMNS:
+        assert len(summary_frame["summary"][name]) == len(STATS)  # [mean, min, max, last]
+        for k, stat in enumerate(STATS):
+            got = np.array(summary_frame["summary"][name][k], dtype=float)
             # the summary reduces the float64 steps, the client's full frame is float32: one ulp
             rel = 0 if stat in ("min", "max", "last") or name in ("t", "epoch") else 1e-6
-            np.testing.assert_allclose(got, want[stat][name], rtol=rel, err_msg=f"{stat} {name}")
+            np.testing.assert_allclose(got, want[name][k], rtol=rel, err_msg=f"{stat} {name}")
 
 
 def test_a_summary_equals_the_full_frame_reduced_the_same_way():
@@ -62,8 +62,8 @@ def test_a_summary_equals_the_full_frame_reduced_the_same_way():
     frame = Frame(block)
     full, audience = strict(dumps(frame.message("full"))), strict(dumps(frame.message("audience")))
     _assert_summary_of(audience, full)
-    for name in LAYER_COLUMNS:  # per layer, in layer order
-        assert len(audience["summary"]["mean"][name]) == 3
+    for name in LAYER_COLUMNS:  # each statistic per layer, in layer order
+        assert [len(v) for v in audience["summary"][name]] == [3] * len(STATS)
 
 
 def test_a_frame_the_ear_can_follow_goes_to_the_audience_in_full():
@@ -78,10 +78,11 @@ def test_non_finite_steps_make_their_column_null_and_the_json_valid():
     block["grad_norm"][7, 1] = np.inf
     block["entropy"][-1] = np.nan
     message = strict(dumps(Frame(block).message("audience")))["summary"]
-    assert [message[s]["loss"] for s in ("mean", "min", "max")] == [None, None, None]
-    assert message["mean"]["grad_norm"][1] is None and message["mean"]["grad_norm"][0] is not None
-    assert message["last"]["entropy"] is None and message["mean"]["accuracy"] is not None
-    assert message["last"]["loss"] == pytest.approx(float(np.float32(block["loss"][-1])))
+    mean, lo, hi, last = (STATS.index(x) for x in ("mean", "min", "max", "last"))
+    assert [message["loss"][k] for k in (mean, lo, hi)] == [None, None, None]
+    assert message["grad_norm"][mean][1] is None and message["grad_norm"][mean][0] is not None
+    assert message["entropy"][last] is None and message["accuracy"][mean] is not None
+    assert message["loss"][last] == pytest.approx(float(np.float32(block["loss"][-1])))
 
 
 def test_summary_is_a_small_fraction_of_the_full_frame():
@@ -93,10 +94,11 @@ def test_summary_is_a_small_fraction_of_the_full_frame():
 def test_summarise_is_numpy_over_float64():
     block = _block(100, n_layers=2)
     s = summarise(block)
-    assert s["mean"]["loss"] == float(np.float32(block["loss"].mean()))
-    assert s["min"]["epoch"] == 0 and s["max"]["epoch"] == 99 // 7
+    mean, lo, hi = (STATS.index(x) for x in ("mean", "min", "max"))
+    assert s["loss"][mean] == float(np.float32(block["loss"].mean()))
+    assert s["epoch"][lo] == 0 and s["epoch"][hi] == 99 // 7
     want = block["grad_norm"].max(axis=0).astype(np.float32)  # metrics narrowed after reducing
-    np.testing.assert_array_equal(s["max"]["grad_norm"], want)
+    np.testing.assert_array_equal(s["grad_norm"][hi], want)
 
 
 def _stream(ws) -> dict[int, dict]:

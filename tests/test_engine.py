@@ -2,6 +2,7 @@
 
 import base64
 import math
+import zlib
 
 import numpy as np
 import pytest
@@ -186,10 +187,11 @@ def test_eval_has_the_protocol_shape_with_a_decision_grid():
     grid = ev["grid"]
     assert grid["size"] == GRID_SIZE
     assert grid["x"] == [-6.0, 6.0] and grid["y"] == [-6.0, 6.0]
-    cells = np.frombuffer(base64.b64decode(grid["data"]), dtype=np.uint8)
+    cells = np.frombuffer(zlib.decompress(base64.b64decode(grid["zlib"])), dtype=np.uint8)
     assert cells.shape == (GRID_SIZE * GRID_SIZE,)
     drive(trainer, 1000)
-    cells = np.frombuffer(base64.b64decode(trainer.evaluate()[0]["grid"]["data"]), np.uint8)
+    packed = trainer.evaluate()[0]["grid"]["zlib"]
+    cells = np.frombuffer(zlib.decompress(base64.b64decode(packed)), np.uint8)
     image = cells.reshape(GRID_SIZE, GRID_SIZE)
     assert image[GRID_SIZE // 2, GRID_SIZE // 2] > 200  # the disc in the middle is class 1
     assert image[0, 0] < 50 and image[-1, -1] < 50  # the corners are not

@@ -1,6 +1,5 @@
 """One run's maths: data, network, optimizer and every per-step metric; no threads, no I/O."""
 
-import base64
 import math
 import time
 
@@ -15,13 +14,13 @@ from app.engine.detectors import (
     Evaluation,
     PlateauDetector,
 )
+from app.engine.grid import GRID_SIZE, grid_message
 from app.engine.nn import Network
 from app.engine.optim import make_optimizer
 from app.engine.steps import SCALAR_COLUMNS, StepBuffer
 from app.engine.tables import Table
 
 EVAL_EVERY_MAX = 50  # steps between evaluations (at least once an epoch)
-GRID_SIZE = 64  # decision-boundary cells per side
 DIGIT_PREVIEWS = 32  # test images whose predictions each digits eval carries
 
 
@@ -323,13 +322,7 @@ class Trainer:
             lo, hi = self.data.target_range
             out = (out - lo) / (hi - lo)
         q = np.nan_to_num(np.clip(out, 0.0, 1.0) * 255.0 + 0.5, nan=0.0).astype(np.uint8)
-        xmin, xmax, ymin, ymax = self.data.extent
-        return {
-            "size": GRID_SIZE,
-            "x": [xmin, xmax],
-            "y": [ymin, ymax],
-            "data": base64.b64encode(q.tobytes()).decode("ascii"),
-        }
+        return grid_message(q.reshape(GRID_SIZE, GRID_SIZE), self.data.extent)
 
     def model(self) -> dict:
         """Architecture and parameters; weights[i][j] connects input i to unit j."""

@@ -15,19 +15,21 @@ from app.live.wire import block_columns, column
 
 SUMMARY_ABOVE = 16  # steps per frame: a frame with more steps goes to the audience summarised
 SUMMARY_COLUMNS = tuple(c.name for c in COLUMNS if c.name != "step")  # step: first, last
-STATS = ("mean", "min", "max", "last")
+STATS = ("mean", "min", "max", "last")  # the order of each column's four on the wire
 
 Detail = Literal["audience", "full"]
 DETAILS: tuple[Detail, ...] = ("audience", "full")
 
 
 def summarise(block: StepBlock) -> dict:
-    """One frame's steps reduced per column (per layer for layer columns); NaN/Inf → null.
+    """One frame's steps reduced per column: `{column: [mean, min, max, last]}`; NaN/Inf → null.
 
-    Reductions are numpy's, over float64, with no NaN skipping: a column with any
-    non-finite step in the frame has a null mean, min and max (and, on the wire, `last`
-    is null if the last step's value is). Metrics are then narrowed to float32 like a
-    full frame's, `t` and `epoch` stay exact.
+    A layer column's four are each a list, per layer. Column first, so each name is sent
+    once, not once per statistic (a quarter of a summary's bytes). Reductions are numpy's,
+    over float64, with no NaN skipping: a column with any non-finite step in the frame
+    has a null mean, min and max (and, on the wire, `last` is null if the last step's
+    value is). Metrics are then narrowed to float32 like a full frame's, `t` and `epoch`
+    stay exact.
     """
     reduce = {
         "mean": lambda v: v.mean(axis=0, dtype=np.float64),
@@ -35,16 +37,17 @@ def summarise(block: StepBlock) -> dict:
         "max": lambda v: v.max(axis=0),
         "last": lambda v: v[-1],
     }
-    out: dict = {stat: {} for stat in STATS}
+    out: dict = {}
     for name in SUMMARY_COLUMNS:
-        for stat, fn in reduce.items():
-            v = np.asarray(fn(block[name]))
+        out[name] = stats = []
+        for stat in STATS:
+            v = np.asarray(reduce[stat](block[name]))
             if name == "epoch" and stat != "mean":
-                out[stat][name] = int(v)
+                stats.append(int(v))
             elif v.ndim:
-                out[stat][name] = column(name, v)
+                stats.append(column(name, v))
             else:
-                out[stat][name] = _narrow(name, float(v))
+                stats.append(_narrow(name, float(v)))
     return out
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from app.engine.grid import current
 from app.engine.steps import concat_blocks, empty_block
 from app.live.states import ENDED_STATES, LIVE_STATES, RunState
 from app.store import codec
@@ -367,7 +368,8 @@ class Store:
             rows = [tuple(r) for r in rows]
             with self._pending_lock:
                 rows += [(kind, data) for kind, _, data in self._events.get(run_id, [])]
-        return [json.loads(data) for kind, data in rows if types is None or kind in types]
+        # events stored by earlier versions read as they are sent now (an eval's grid)
+        return [current(json.loads(data)) for kind, data in rows if types is None or kind in types]
 
     def delete_run(self, run_id: str) -> bool:
         with self._tx() as db:

@@ -1,16 +1,9 @@
 // Decision boundary: the eval grid as an orange ↔ blue field, with the data points on top.
 import { divergingMap, drawReadout, fitCanvas, font, formatNumber, rgba, textScale, themeColor } from './canvas.js';
+import { gridCells } from './grid.js';
 
 const POINT_RADIUS = 3.4; // css px
 const DEFAULT_EXTENT = { x: [-6, 6], y: [-6, 6] };
-
-/** base64 → bytes (the grid is uint8, row-major, row 0 = ymax). */
-function decode(b64) {
-  const text = atob(b64);
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return bytes;
-}
 
 /** The colour key under the map: what orange and blue mean, or the value scale for regression. */
 class HeatLegend {
@@ -50,6 +43,8 @@ export class DecisionHeatmap {
     this.colors = divergingMap(themeColor('--neg'), themeColor('--neutral'), themeColor('--pos'));
     this.dirty = true;
     this.bytes = null; // the latest grid, for the hover readout
+    this.painted = 0; // grids painted (tests wait on it)
+    this.ticket = 0; // the newest grid asked for: an older one that inflates later is not painted
     this.hover = null; // {x, y} css px while the pointer is over the map
     this.readout = null; // what the hover readout says (tests and the console)
     canvas.addEventListener('pointermove', (e) => {
@@ -82,10 +77,17 @@ export class DecisionHeatmap {
     this.legend.show(this.regression, this.range);
   }
 
-  /** Eval grid: class-1 probability (or regression output in its target range) as 0…255. */
+  /** Eval grid: class-1 probability (or regression output in its target range) as 0…255, painted once inflated. */
   setGrid(grid) {
-    if (!grid || !grid.data) return;
-    const bytes = decode(grid.data);
+    if (!grid || !grid.zlib) return;
+    const ticket = ++this.ticket;
+    gridCells(grid).then(
+      (bytes) => ticket === this.ticket && this.paint(grid, bytes),
+      () => {}, // a malformed grid is dropped, as a malformed message is
+    );
+  }
+
+  paint(grid, bytes) {
     const size = grid.size;
     this.bytes = { bytes, size };
     this.field.width = size;
@@ -102,6 +104,7 @@ export class DecisionHeatmap {
     ctx.putImageData(image, 0, 0);
     this.extent = { x: grid.x, y: grid.y };
     this.hasField = true;
+    this.painted += 1;
     this.dirty = true;
   }
 
@@ -119,6 +122,7 @@ export class DecisionHeatmap {
   }
 
   clearField() {
+    this.ticket += 1; // a grid still inflating belongs to what was cleared
     this.hasField = false;
     this.bytes = null;
     this.extent = DEFAULT_EXTENT;

@@ -131,22 +131,28 @@ export function frameSteps(frame) {
   }));
 }
 
+/** Each column of an audience summary holds its [mean, min, max, last] (app/live/audience.py). */
+const MEAN = 0;
+const MIN = 1;
+const MAX = 2;
+const LAST = 3;
+
 /** `count` steps as one: their means, the last step's number, time, epoch and volume, and their range. */
 function summaryStep(frame) {
-  const { mean, min, max, last } = frame.summary;
-  const range = (s) => ({ loss: s.loss, accuracy: s.accuracy, entropy: s.entropy, grads: s.grad_norm });
+  const s = frame.summary;
+  const range = (k) => ({ loss: s.loss[k], accuracy: s.accuracy[k], entropy: s.entropy[k], grads: s.grad_norm[k] });
   return {
     step: frame.last,
-    t: last.t,
-    epoch: last.epoch,
-    loss: mean.loss,
-    accuracy: mean.accuracy,
-    entropy: mean.entropy,
-    crescendo: last.crescendo,
-    grads: mean.grad_norm,
+    t: s.t[LAST],
+    epoch: s.epoch[LAST],
+    loss: s.loss[MEAN],
+    accuracy: s.accuracy[MEAN],
+    entropy: s.entropy[MEAN],
+    crescendo: s.crescendo[LAST],
+    grads: s.grad_norm[MEAN],
     count: frame.count,
-    lo: range(min),
-    hi: range(max),
+    lo: range(MIN),
+    hi: range(MAX),
   };
 }
 

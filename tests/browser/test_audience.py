@@ -1,8 +1,12 @@
-"""The page on audience frames: summaries sound and draw as the steps they stand for."""
+"""The page on audience frames: summaries sound and draw as the steps they stand for, and a
+compressed decision grid paints the very cells the server quantised."""
 
+import base64
 import concurrent.futures
 import json
+import zlib
 
+import numpy as np
 from websockets.sync.client import connect
 
 from app.web.devserver import wait_until
@@ -53,6 +57,31 @@ COUNT_FRAMES = """(() => {
     }
   };
 })();"""
+
+
+# The page's own heatmap paints a grid as it arrives on the wire; report its cells and every
+# field pixel that is not the colour map's colour for its cell.
+PAINT = """async (grid) => {
+  const { DecisionHeatmap } = await import('/static/js/heatmap.js');
+  const canvas = document.createElement('canvas');
+  document.body.append(canvas);
+  const map = new DecisionHeatmap(canvas);
+  map.setGrid(grid);
+  const deadline = performance.now() + 10000;
+  while (!map.painted) {
+    if (performance.now() > deadline) throw new Error('the grid was never painted');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const px = map.field.getContext('2d').getImageData(0, 0, grid.size, grid.size).data;
+  const cells = Array.from(map.bytes.bytes);
+  let wrong = 0;
+  cells.forEach((v, i) => {
+    for (let k = 0; k < 3; k++) wrong += px[i * 4 + k] !== map.colors[v * 3 + k];
+    wrong += px[i * 4 + 3] !== 255;
+  });
+  canvas.remove();
+  return { cells, wrong, extent: map.extent };
+}"""
 
 
 def _messages(url: str, until_frames: int) -> dict[int, dict]:
@@ -135,4 +164,23 @@ def test_an_unpaced_run_on_summaries_beats_echoes_and_draws(probe):
         lambda: all(probe.canvas_pixels(c) != before[c] for c in canvases),
         what="every canvas to change",
     )
+    assert probe.errors == []
+
+
+def test_the_page_paints_a_live_runs_compressed_grid_cell_for_cell(probe, server):
+    probe.open()
+    r = server.http.post("/api/runs", json={"steps_per_second": None, "max_steps": 3000})
+    assert r.status_code == 201, r.text
+    run_id = r.json()["id"]
+    wait_until(lambda: server.http.get(f"/api/runs/{run_id}").json()["step"] > 500, what="steps")
+    with connect(f"ws://127.0.0.1:{server.port}/ws/runs/{run_id}", max_size=None) as ws:
+        grid = json.loads(ws.recv())["last_eval"]["grid"]
+    server.http.post(f"/api/runs/{run_id}/control", json={"action": "stop"})
+    assert "data" not in grid and len(grid["zlib"]) < 4096  # 5,464 characters uncompressed
+    cells = np.frombuffer(zlib.decompress(base64.b64decode(grid["zlib"])), np.uint8)
+    assert len(np.unique(cells)) > 2  # a real field: saturated regions and a band between
+    got = probe.page.evaluate(PAINT, grid)
+    assert got["cells"] == cells.tolist()  # what the hover readout reads
+    assert got["wrong"] == 0  # every field pixel is its cell's colour, as before compression
+    assert got["extent"] == {"x": grid["x"], "y": grid["y"]}
     assert probe.errors == []

@@ -20,21 +20,16 @@ const STEPS = Array.from({ length: 40 }, (_, i) => ({
 /** The audience frame the server would send for STEPS (app/live/audience.py). */
 function summaryFrame(steps) {
   const cols = ['t', 'epoch', 'loss', 'accuracy', 'entropy', 'crescendo'];
-  const stat = (fn) => ({
-    ...Object.fromEntries(cols.map((c) => [c, fn(steps.map((s) => s[c]))])),
-    grad_norm: steps[0].grads.map((_, k) => fn(steps.map((s) => s.grads[k]))),
-  });
   const mean = (v) => v.reduce((a, b) => a + b, 0) / v.length;
+  const stats = [mean, (v) => Math.min(...v), (v) => Math.max(...v), (v) => v[v.length - 1]]; // the wire's order
   return {
     type: 'frame',
     count: steps.length,
     first: steps[0].step,
     last: steps[steps.length - 1].step,
     summary: {
-      mean: stat(mean),
-      min: stat((v) => Math.min(...v)),
-      max: stat((v) => Math.max(...v)),
-      last: stat((v) => v[v.length - 1]),
+      ...Object.fromEntries(cols.map((c) => [c, stats.map((fn) => fn(steps.map((s) => s[c])))])),
+      grad_norm: stats.map((fn) => steps[0].grads.map((_, k) => fn(steps.map((s) => s.grads[k])))),
     },
   };
 }
