@@ -6,6 +6,8 @@
 - A run a user's script streams in here (ExternalRun, /ws/ingest or POST .../steps) is
   published like a run trained here: this process is its trainer, the script must keep
   sending to it, and pause or stop sent through any process reach the script's run.
+  Steps sent to another process are refused there (421, or close 4021) with the home's
+  node id and address (`fed_elsewhere`): they are not forwarded.
 - A run live elsewhere (in `backbeat:live`) is attached the first time it is asked for:
   a RemoteRun feeds a local channel that fans out to this process's viewers.
 - Every second the reaper ends runs whose trainer or home has stopped beating
@@ -87,10 +89,16 @@ def decode_record(raw: dict) -> dict:
 
 class BrokerManager(RunManager):
     def __init__(
-        self, store: RunStore, max_concurrent: int, broker: Broker, train: str = "here"
+        self,
+        store: RunStore,
+        max_concurrent: int,
+        broker: Broker,
+        train: str = "here",
+        address: str = "",
     ) -> None:
         super().__init__(store, max_concurrent)
         self.broker, self.train = broker, train
+        self.address = address  # HOST:PORT this process is bound to, for other processes' errors
         self.loop: asyncio.AbstractEventLoop | None = None
         self.publishers: dict[str, Publisher] = {}
         self.watched: set[str] = set()  # runs attached from elsewhere (not ours to record)
@@ -130,6 +138,7 @@ class BrokerManager(RunManager):
             "config": pack(run.config.model_dump()),
             "created": repr(run.created),
             "home": self.broker.node,
+            "addr": self.address,
             "trainer": trainer,
         }
 
@@ -187,6 +196,19 @@ class BrokerManager(RunManager):
         if run is not None:  # a viewer joining during an outage hears of it in its hello
             run.channel.notice = None if self.broker.up else self.outage
         return run
+
+    async def fed_elsewhere(self, run_id: str) -> str | None:
+        """The process an outside run's script streams to, when it is not this one."""
+        run = self.runs.get(run_id)
+        if run is not None and (run_id not in self.watched or not run.handle.alive):
+            return None  # ours, or its end has reached this process
+        if run_id not in self.elsewhere:
+            await self._look_up(run_id)
+        record = self.elsewhere.get(run_id)
+        if record is None or record["config"].get("source") != "external":
+            return None
+        where = f" at {record['addr']}" if record.get("addr") else ""
+        return f"process {record.get('home') or '?'}{where}"
 
     async def _look_up(self, run_id: str) -> None:
         if not self.broker.up:
