@@ -21,7 +21,7 @@ from pathlib import Path
 from app.live.external import ExternalRun, OutsideShape
 from app.live.ingest import MAX_BATCH_STEPS, MAX_EVALS, OutsideRunSpec, StepBatch
 from app.store import Store, StoreError, open_store, redacted, store_url_problem
-from app.web.settings import default_data_dir
+from app.web.settings import Settings, default_data_dir
 
 FIELDS = ("loss", "accuracy", "entropy", "test_loss", "test_accuracy", "train_loss")
 STEP_FIELDS = ("loss", "accuracy", "entropy")
@@ -161,7 +161,7 @@ def import_run(
         layers=layers,
         config={"imported_from": str(path)[-100:]},
     )
-    store = open_store(data, store_url)
+    store = open_store(data, store_url, max_runs=Settings().max_stored_runs)  # as the servers
     try:
         run_id = secrets.token_hex(6)
         shape = OutsideShape(spec)
