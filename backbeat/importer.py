@@ -4,6 +4,9 @@ TensorBoard event files are read with the `tensorboard` package's own reader (th
 `tensorboard` extra); scalar tags are mapped to Backbeat's fields by name (`loss`,
 `Loss/train`, `val_loss`, `grad_norm/fc1`, ...) or by `--map TAG=FIELD`. The run goes
 through the same detectors as a live outside run: crescendo, alarm, chime, overfit.
+The run goes into the SQLite history under `--data`, or into the shared PostgreSQL
+history with `--store postgresql://...`, as the server's own option does: every process
+sharing that database then lists and replays it.
 """
 
 import argparse
@@ -17,8 +20,8 @@ from pathlib import Path
 
 from app.live.external import ExternalRun, OutsideShape
 from app.live.ingest import MAX_BATCH_STEPS, MAX_EVALS, OutsideRunSpec, StepBatch
-from app.store import RunStore
-from app.web.settings import default_data_dir
+from app.store import Store, StoreError, open_store, redacted, store_url_problem
+from app.web.settings import Settings, default_data_dir
 
 FIELDS = ("loss", "accuracy", "entropy", "test_loss", "test_accuracy", "train_loss")
 STEP_FIELDS = ("loss", "accuracy", "entropy")
@@ -127,9 +130,9 @@ def _num(x):
 
 
 class StoreSink:
-    """Where an imported run's steps and events go: straight into the data folder's store."""
+    """Where an imported run's steps and events go: straight into the run store."""
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
 
     def on_steps(self, run_id: str, block) -> None:
@@ -144,8 +147,13 @@ class StoreSink:
 
 
 def import_run(
-    path: Path, data: Path, name: str | None = None, overrides: dict[str, str] | None = None
+    path: Path,
+    data: Path,
+    name: str | None = None,
+    overrides: dict[str, str] | None = None,
+    store_url: str | None = None,
 ) -> str:
+    """Store the log at `path` as a finished run (SQLite under `data`, or `store_url`)."""
     series = read_csv(path) if path.suffix.lower() == ".csv" else read_tensorboard(path)
     layers, parts = batches(assign(series, overrides or {}))
     spec = OutsideRunSpec(
@@ -153,7 +161,7 @@ def import_run(
         layers=layers,
         config={"imported_from": str(path)[-100:]},
     )
-    store = RunStore(data)
+    store = open_store(data, store_url, max_runs=Settings().max_stored_runs)  # as the servers
     try:
         run_id = secrets.token_hex(6)
         shape = OutsideShape(spec)
@@ -182,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--name", help="the run's name in the history")
     p.add_argument("--data", type=Path, default=default_data_dir(), help="run history folder")
+    p.add_argument(
+        "--store",
+        default=None,
+        metavar="postgresql://USER@HOST:PORT/DB",
+        help="store the run in this PostgreSQL database (the servers' --store), not under --data",
+    )
     args = p.parse_args(argv)
     overrides = {}
     for item in args.map:
@@ -191,8 +205,17 @@ def main(argv: list[str] | None = None) -> int:
         overrides[tag] = field
     if not args.path.exists():
         p.error(f"{args.path} does not exist")
-    run_id = import_run(args.path, args.data, args.name, overrides)
-    print(f"backbeat: imported {args.path} as run {run_id} (replay it from the history)")
+    if args.store and (why := store_url_problem(args.store)):
+        p.error(why)
+    try:
+        run_id = import_run(args.path, args.data, args.name, overrides, args.store)
+    except StoreError as exc:
+        print(f"backbeat import: {exc}", file=sys.stderr)
+        return 1
+    where = redacted(args.store) if args.store else args.data
+    print(
+        f"backbeat: imported {args.path} as run {run_id} into {where} (replay it from the history)"
+    )
     return 0
 
 

@@ -227,3 +227,58 @@ def test_processes_on_other_hosts_list_replay_and_export_the_same_runs(
     assert model["layers"]
     for folder in ("a", "b"):
         assert not (tmp_path / folder / "backbeat.db").exists()  # no SQLite anywhere
+
+
+def test_an_import_into_the_shared_store_is_every_processs_run(
+    spawn,
+    backbeat,
+    tmp_path,
+    redis_server,  # noqa: F811
+    postgres_url,  # noqa: F811
+    wait_until,
+):
+    """`backbeat import --store URL` writes where the servers read: two processes already
+    serving on one Redis and one PostgreSQL (each its own data folder) list and replay it."""
+
+    def web(folder: str):
+        argv = [*backbeat, "--port", "{port}", "--no-browser", "--data", str(tmp_path / folder)]
+        argv += ["--broker", redis_server.url, "--store", postgres_url]
+        return spawn(argv).wait_healthy()
+
+    a, b = web("a"), web("b")
+    log = tmp_path / "log.csv"
+    rows = ["step,loss,val_loss"] + [
+        f"{i},{2.0 / i},{1.0 if i % 50 == 0 else ''}" for i in range(1, 401)
+    ]
+    log.write_text("\n".join(rows) + "\n")
+    argv = [*backbeat, "import", str(log), "--name", "old csv", "--data", str(tmp_path / "imp")]
+    done = subprocess.run(
+        [*argv, "--store", postgres_url], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert redacted(postgres_url) in done.stdout
+    run_id = done.stdout.split(" as run ")[1].split()[0]
+    for server in (a, b):
+        record = listed(server)[run_id]
+        assert record["state"] == "finished" and record["config"]["dataset"] == "old csv"
+    metrics = httpx.get(f"{b.url}/api/runs/{run_id}/metrics", timeout=10).json()
+    assert metrics["beats"]["step"] == list(range(1, 401))
+    np.testing.assert_allclose(metrics["beats"]["loss"], 2.0 / np.arange(1, 401), rtol=1e-6)
+    exported = httpx.get(f"{b.url}/api/runs/{run_id}/metrics", params={"format": "csv"})
+    evals = [int(r["step"]) for r in csv.DictReader(io.StringIO(exported.text)) if r["test_loss"]]
+    assert evals == list(range(50, 401, 50))
+    assert replayed_steps(a, run_id) == list(range(1, 401))
+    assert not (tmp_path / "imp" / "backbeat.db").exists()  # nothing went to SQLite
+
+
+def test_an_import_refuses_a_bad_store_in_one_line(backbeat, tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("step,loss\n1,2.0\n")
+    argv = [*backbeat, "import", str(log), "--data", str(tmp_path / "d"), "--store"]
+    done = subprocess.run([*argv, "sqlite:///x.db"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "postgresql://USER@HOST:PORT/DB" in done.stderr
+    url = f"postgresql://backbeat:hunter2@127.0.0.1:{free_port()}/runs"
+    done = subprocess.run([*argv, url], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done
+    assert done.stderr.count("\n") == 1 and "cannot be reached" in done.stderr
+    assert "hunter2" not in done.stderr + done.stdout

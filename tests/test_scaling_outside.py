@@ -6,8 +6,11 @@ import json
 
 import httpx
 import pytest
+import redis
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from app.broker import keys
 from tests._redis import redis_server  # noqa: F401 - the fixture
 from tests._scaling import control, live_on, run_of, web  # noqa: F401 - web: a fixture
 
@@ -65,3 +68,30 @@ def test_a_scripts_run_is_heard_and_controlled_through_another_process(web, wait
     assert viewer.steps() == list(range(1, 31))
     viewer.close()
     wait_until(lambda: run_of(b, run_id)["state"] == "stopped", 10, "the stored stop")
+
+
+def test_steps_sent_to_another_process_are_refused_naming_the_home(web, redis_server, wait_until):
+    """Only the run's home takes a script's steps; another process says which one it is
+    (421, or close 4021 on the ingest socket) and stores nothing of them (not a 409)."""
+    a, b = web(), web()
+    run_id = outside_run(a)
+    assert post(a, run_id, batch(1)).status_code == 200
+    home = redis.Redis.from_url(redis_server.url).hget(keys.run(run_id), "home").decode()
+    viewer = live_on(b, run_id)  # b has attached the run: it is in b's runs, not b's to feed
+    r = post(b, run_id, batch(11))
+    assert r.status_code == 421, r.text
+    detail = r.json()["detail"]
+    assert f"process {home} at 127.0.0.1:{a.port}" in detail and "send them there" in detail
+    ingest = connect(f"{b.ws_url}/ws/ingest/{run_id}", open_timeout=10)
+    with ingest, pytest.raises(ConnectionClosed) as closed:
+        ingest.recv(timeout=10)
+    assert closed.value.rcvd.code == 4021
+    assert f"process {home} at 127.0.0.1:{a.port}" in closed.value.rcvd.reason
+    assert post(a, run_id, batch(11)).json()["accepted"] == 10  # none of b's were kept
+    wait_until(lambda: viewer.steps()[-1:] == [20], 10, "the home's second batch on b")
+    assert viewer.steps() == list(range(1, 21))
+    assert post(a, run_id, {**batch(21), "end": "finished"}).json()["state"] == "finished"
+    wait_until(viewer.ended, 10, "the end on b")
+    r = post(b, run_id, batch(31))  # ended: no process takes steps any more
+    assert r.status_code == 409 and "is finished" in r.json()["detail"], r.text
+    viewer.close()

@@ -1,4 +1,5 @@
-"""Recovering on Redis: jobs a dead worker read, and what a viewer learns of an outage."""
+"""Recovering on Redis: jobs a dead worker read or Redis lost, and what a viewer learns of an
+outage."""
 
 # ruff: noqa: F811 - the fixtures come from tests/_redis.py and tests/_scaling.py
 
@@ -11,6 +12,7 @@ import redis.asyncio as aioredis
 from app.broker import keys
 from app.broker.codec import decode_block
 from app.broker.link import Broker
+from app.broker.manager import REQUEUE_GRACE
 from app.broker.publisher import BATCH, Publisher
 from app.broker.worker import EXIT_AFTER_READ
 from tests._redis import redis_server  # noqa: F401 - the fixture
@@ -115,4 +117,42 @@ def test_a_workers_run_is_listed_again_after_redis_restarts(web, worker, redis_s
     assert wait_until(late.ended, 10, "the end on the other process")["state"] == "stopped"
     wait_until(lambda: run_of(home, run_id)["state"] == "stopped", 10, "the home's record")
     late.close()
+    viewer.close()
+
+
+def test_a_queued_job_redis_lost_is_queued_again_and_trained_once(
+    web, worker, redis_server, wait_until
+):
+    """Redis restarts empty (no persistence) while a run waits for a worker: its home queues
+    it again, once, and it trains; the run a worker was training is not queued again."""
+    home = web("--train", "workers")
+    worker("--max-runs", "1")
+    busy = create(home, steps_per_second=100, max_steps=1_000_000)
+    wait_until(lambda: run_of(home, busy)["step"] > 20, 30, "the worker to train")
+    waiting = create(home, steps_per_second=100, max_steps=1_000_000)  # no free worker
+    jobs = redis.Redis.from_url(redis_server.url)
+    assert [f[b"run"].decode() for _, f in jobs.xrange(keys.JOBS)] == [waiting]
+    viewer = Viewer(home, waiting)
+    assert viewer.hello["run"]["state"] == "starting"
+    redis_server.stop()
+    wait_until(lambda: viewer.of("notice"), 10, "the outage notice")
+    redis_server.start()  # empty: the job, its record and the jobs group are gone
+    jobs = redis.Redis.from_url(redis_server.url)
+    wait_until(lambda: jobs.exists(keys.stream(busy)), 20, "the worker streaming on")
+    assert jobs.xlen(keys.JOBS) == 0 and run_of(home, waiting)["state"] == "starting"
+    queued = wait_until(lambda: jobs.xrange(keys.JOBS), REQUEUE_GRACE + 20, "the job again")
+    assert [f[b"run"].decode() for _, f in queued] == [waiting]  # once, and not the busy run
+    assert jobs.hget(keys.run(waiting), "trainer") == b""
+    assert jobs.sismember(keys.LIVE, waiting)
+    assert run_of(home, waiting)["state"] == "starting"
+    r = control(home, busy, "stop")  # frees the worker: it takes the job queued again
+    assert r.status_code == 200 and r.json()["state"] == "stopped", r.text
+    wait_until(lambda: run_of(home, waiting)["step"] > 20, 30, "the queued run to train")
+    wait_until(lambda: viewer.of("frame"), 10, "frames for its viewer")
+    trainer = jobs.hget(keys.run(waiting), "trainer")
+    begins = [f[b"n"] for _, f in jobs.xrange(keys.stream(waiting)) if f[b"k"] == b"begin"]
+    assert begins == [trainer]  # one worker began it, once
+    assert jobs.xlen(keys.JOBS) == 0  # taken, acknowledged and deleted
+    assert jobs.xinfo_groups(keys.JOBS)[0]["name"] == keys.JOBS_GROUP.encode()  # made again
+    assert control(home, waiting, "stop").json()["state"] == "stopped"
     viewer.close()

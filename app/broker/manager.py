@@ -6,10 +6,14 @@
 - A run a user's script streams in here (ExternalRun, /ws/ingest or POST .../steps) is
   published like a run trained here: this process is its trainer, the script must keep
   sending to it, and pause or stop sent through any process reach the script's run.
+  Steps sent to another process are refused there (421, or close 4021) with the home's
+  node id and address (`fed_elsewhere`): they are not forwarded.
 - A run live elsewhere (in `backbeat:live`) is attached the first time it is asked for:
   a RemoteRun feeds a local channel that fans out to this process's viewers.
 - Every second the reaper ends runs whose trainer or home has stopped beating
   (`interrupted`), and runs the store calls live that no process lists any more.
+- A queued run whose job Redis lost (a restart without persistence) is queued again by
+  its home, once: see `_requeue_lost`.
 - Broker up or down, every live channel tells its viewers with a `notice` message; a
   viewer that joins while the broker is down finds that notice in its hello.
 """
@@ -22,7 +26,7 @@ import time
 
 from app.broker import keys
 from app.broker.codec import encode_table, end_entry, pack, unpack
-from app.broker.link import ERRORS, Broker
+from app.broker.link import BACKOFF_MAX, ERRORS, Broker
 from app.broker.publisher import Publisher, Tee
 from app.broker.remote import CATCH_UP_TIMEOUT, RemoteRun
 from app.engine.config import RunConfig
@@ -41,6 +45,20 @@ REFRESH_INTERVAL = 0.25  # s between looks at which runs are live elsewhere
 REAP_INTERVAL = 1.0  # s between looks for runs whose process died
 STARTUP_WAIT = 2.0  # s a viewer of a process that has not reached Redis yet may wait
 ORPHAN_AGE = 10.0  # s a run the store calls live may go unlisted and unrecorded
+# s a queued run's record may be missing from Redis before its home queues it again: by
+# then a worker that claimed it just before Redis restarted has reconnected (its backoff)
+# and begun the run's stream, and every process has beaten since (as the reaper's settle)
+REQUEUE_GRACE = keys.BEAT_TTL + keys.BEAT_INTERVAL + 1.25 * BACKOFF_MAX
+
+# queue a run again only if Redis holds nothing of it: no record (written with its job, in
+# one transaction, so both went) and no stream (which a worker that took it writes first)
+REQUEUE = """
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('XADD', KEYS[4], '*', 'run', ARGV[1], 'config', ARGV[2], 'table', ARGV[3])
+return 1
+"""
 
 
 def interrupt(store: RunStore, run_id: str, reason: str) -> dict | None:
@@ -87,14 +105,22 @@ def decode_record(raw: dict) -> dict:
 
 class BrokerManager(RunManager):
     def __init__(
-        self, store: RunStore, max_concurrent: int, broker: Broker, train: str = "here"
+        self,
+        store: RunStore,
+        max_concurrent: int,
+        broker: Broker,
+        train: str = "here",
+        address: str = "",
     ) -> None:
         super().__init__(store, max_concurrent)
         self.broker, self.train = broker, train
+        self.address = address  # HOST:PORT this process is bound to, for other processes' errors
         self.loop: asyncio.AbstractEventLoop | None = None
         self.publishers: dict[str, Publisher] = {}
         self.watched: set[str] = set()  # runs attached from elsewhere (not ours to record)
         self.elsewhere: dict[str, dict] = {}  # live runs listed in Redis: id -> record
+        self.queued: dict[str, dict] = {}  # runs queued here, no worker yet: id -> their job
+        self.missing: dict[str, float] = {}  # queued runs Redis lost: id -> when first seen
         self._attach = threading.Lock()
         self.outage = {"type": "notice", "broker": "down", "detail": "the broker is unreachable"}
         self._tasks: list[asyncio.Task] = []
@@ -130,27 +156,23 @@ class BrokerManager(RunManager):
             "config": pack(run.config.model_dump()),
             "created": repr(run.created),
             "home": self.broker.node,
+            "addr": self.address,
             "trainer": trainer,
         }
 
     async def announce(self, run: LiveRun, table: Table | None) -> None:
         if not isinstance(run.handle, RemoteRun):
             return  # the publisher lists it once the broker answers
+        job = {"run": run.id, "config": pack(run.config.model_dump()), "table": encode_table(table)}
         try:
             if not self.broker.up:
                 raise ConnectionError("down")
             pipe = self.broker.redis.pipeline(transaction=True)
             pipe.hset(keys.run(run.id), mapping=self._record(run, ""))
             pipe.sadd(keys.LIVE, run.id)
-            pipe.xadd(
-                keys.JOBS,
-                {
-                    "run": run.id,
-                    "config": pack(run.config.model_dump()),
-                    "table": encode_table(table),
-                },
-            )
+            pipe.xadd(keys.JOBS, job)
             await pipe.execute()
+            self.queued[run.id] = job  # until a worker takes it: Redis may lose the job
         except ERRORS as exc:
             self.broker.failed(exc)
             await asyncio.to_thread(self.store.delete_run, run.id)  # it never existed
@@ -187,6 +209,19 @@ class BrokerManager(RunManager):
         if run is not None:  # a viewer joining during an outage hears of it in its hello
             run.channel.notice = None if self.broker.up else self.outage
         return run
+
+    async def fed_elsewhere(self, run_id: str) -> str | None:
+        """The process an outside run's script streams to, when it is not this one."""
+        run = self.runs.get(run_id)
+        if run is not None and (run_id not in self.watched or not run.handle.alive):
+            return None  # ours, or its end has reached this process
+        if run_id not in self.elsewhere:
+            await self._look_up(run_id)
+        record = self.elsewhere.get(run_id)
+        if record is None or record["config"].get("source") != "external":
+            return None
+        where = f" at {record['addr']}" if record.get("addr") else ""
+        return f"process {record.get('home') or '?'}{where}"
 
     async def _look_up(self, run_id: str) -> None:
         if not self.broker.up:
@@ -261,7 +296,8 @@ class BrokerManager(RunManager):
         """Redis may have lost the runs trained here: each publisher lists its run again.
 
         The runs a worker trains for this home are listed again by the home, which wrote
-        their records (a queued run whose job was lost with Redis is not queued again)."""
+        their records; a queued run whose job was lost with Redis is queued again by the
+        reaper (`_requeue_lost`), once every process has had time to reconnect."""
         for publisher in self.publishers.values():
             if not publisher.done.is_set():
                 publisher.listed_again()
@@ -293,9 +329,11 @@ class BrokerManager(RunManager):
                 continue
             try:
                 await self._refresh()
-                if self.broker.settled() and time.monotonic() - reaped_at > REAP_INTERVAL:
+                if time.monotonic() - reaped_at > REAP_INTERVAL:
                     reaped_at = time.monotonic()
-                    await self._reap()
+                    if self.broker.settled():
+                        await self._reap()
+                    await self._requeue_lost()
             except ERRORS as exc:
                 self.broker.failed(exc)
             except Exception:
@@ -330,6 +368,38 @@ class BrokerManager(RunManager):
                     )
                     break
         await self._orphans()
+
+    async def _requeue_lost(self) -> None:
+        """Queue again, once, the runs queued here whose job Redis no longer holds.
+
+        Redis without persistence loses the job stream when it restarts; the run would stay
+        `starting` forever. Its home still has the job, and writes it again with the run's
+        record and listing, in one script that does nothing if Redis holds the record or
+        the run's stream: so a run is never queued twice, nor trained twice (a worker that
+        took it writes its stream first, and CLAIM in app/broker/worker.py lets one worker
+        have a run). It waits REQUEUE_GRACE s after first finding the record gone, for a
+        worker that took the run just before the restart to reconnect and begin its stream
+        (also when Redis restarted between two heartbeats, which resets no settle time).
+        """
+        for run_id in list(self.queued):
+            run = self.runs.get(run_id)
+            if run is None or not run.handle.alive or run.handle.trainer:
+                del self.queued[run_id]  # taken, ended or deleted: nothing is queued any more
+                self.missing.pop(run_id, None)
+        redis, now = self.broker.redis, time.monotonic()
+        for run_id, job in list(self.queued.items()):
+            if await redis.exists(keys.run(run_id), keys.stream(run_id)):
+                self.missing.pop(run_id, None)
+                continue
+            since = self.missing.setdefault(run_id, now)
+            if now - since < REQUEUE_GRACE:
+                continue
+            self.missing.pop(run_id, None)
+            record = [x for pair in self._record(self.runs[run_id], "").items() for x in pair]
+            argv = [run_id, job["config"], job["table"], *record]
+            keys_ = [keys.run(run_id), keys.stream(run_id), keys.LIVE, keys.JOBS]
+            if await redis.eval(REQUEUE, len(keys_), *keys_, *argv):
+                log.warning("run %s: Redis lost its job (restarted?); queued it again", run_id)
 
     async def _end_dead(self, run_id: str, reason: str) -> None:
         """One process ends a run whose producer died: the stream, the listing, the store."""

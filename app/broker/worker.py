@@ -6,7 +6,9 @@ other worker has and nobody cancelled it), acknowledges the job, and trains the 
 child process (ProcessRun) whose messages go to the run's stream. A job read by a worker
 that died before acknowledging it stays pending in the group: once it has been pending
 JOB_IDLE s, the next worker with a free slot takes it over (XAUTOCLAIM) and handles it
-as a new one; the claim in the run's record keeps a run from being trained twice. Its
+as a new one; the claim in the run's record keeps a run from being trained twice. A
+Redis that restarted empty has lost the group too: the worker creates it again and reads
+on (the runs' homes queue again the jobs Redis lost, app/broker/manager.py). Its
 heartbeat names it: if it dies, the web processes end its runs as `interrupted`. SIGTERM
 or Ctrl+C ends its runs as `interrupted` too, and it exits once their ends are published.
 """
@@ -45,6 +47,11 @@ return 1
 """
 
 
+def no_group(exc: BaseException) -> bool:
+    """Redis has no jobs group (it restarted empty): not a lost link."""
+    return isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP")
+
+
 class Worker:
     def __init__(self, url: str, max_runs: int) -> None:
         self.broker = Broker(url, role="worker")
@@ -80,6 +87,10 @@ class Worker:
             try:
                 jobs = await self._next_jobs()
             except ERRORS as exc:
+                if no_group(exc):
+                    log.warning("the jobs group is gone (Redis restarted?); creating it again")
+                    await self._group()
+                    continue
                 self.broker.failed(exc)
                 await asyncio.sleep(0.2)
                 continue
@@ -125,7 +136,11 @@ class Worker:
         redis, run_id = self.broker.redis, fields[b"run"].decode()
         if await redis.eval(CLAIM, 1, keys.run(run_id), self.broker.node):
             await self._start(run_id, fields)
-        await redis.xack(keys.JOBS, keys.JOBS_GROUP, job_id)
+        try:
+            await redis.xack(keys.JOBS, keys.JOBS_GROUP, job_id)
+        except ERRORS as exc:  # Redis restarted since the read: the job went with it
+            if not no_group(exc):
+                raise
         await redis.xdel(keys.JOBS, job_id)
 
     async def _start(self, run_id: str, fields: dict) -> None:

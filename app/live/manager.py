@@ -102,6 +102,12 @@ class RunManager:
         """A live run to stream to a new viewer, ready for its hello."""
         return self.get(run_id)
 
+    async def fed_elsewhere(self, run_id: str) -> str | None:
+        """Which other process takes a live outside run's steps (None: this one, or none).
+
+        On one process there is no other; app/broker/manager.py names the run's home."""
+        return None
+
     async def create_outside(self, spec: OutsideRunSpec) -> LiveRun:
         """A run whose steps a script elsewhere sends; it takes no training slot.
 

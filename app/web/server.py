@@ -78,7 +78,11 @@ async def manager_for(settings: Settings, store: Store) -> RunManager:
     from app.broker.manager import BrokerManager
 
     manager = BrokerManager(
-        store, settings.max_concurrent_runs, Broker(settings.broker), settings.train
+        store,
+        settings.max_concurrent_runs,
+        Broker(settings.broker),
+        settings.train,
+        address=f"{settings.host}:{settings.port}",
     )
     await manager.start()
     return manager

@@ -35,6 +35,7 @@ REASONS: dict[int, str] = {
     404: "no such run (or resource)",
     409: "the request makes no sense in the resource's current state",
     413: "the request body is over the server's limit (64 KiB by default)",
+    421: "with --broker: another process serves this request; `detail` names it",
     422: "an input is invalid; `detail` lists each wrong field",
     429: "as many runs are training as the server allows at once",
 }

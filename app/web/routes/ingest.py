@@ -5,6 +5,10 @@ ingest websocket, every batch gets an `ack` and the presenter's pause, resume an
 are pushed as `state` messages the moment they happen; a script whose socket closes
 without ending its run leaves it `interrupted`. Both need the presenter token when the
 server is shared, as every control does.
+
+On a broker (README, "Scaling out") only the run's home, the process the script created
+it on, takes its steps: another process answers 421 (the socket closes with 4021) naming
+the home, and forwards nothing.
 """
 
 import asyncio
@@ -17,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from app.engine.steps import finite
-from app.live.external import ExternalRun
+from app.live.external import ExternalRun, OutsideShape
 from app.live.handle import ControlError
 from app.live.ingest import (
     INGEST_MESSAGE_BYTES,
@@ -37,6 +41,7 @@ from app.web.security import RateLimit, origin_allowed
 router = APIRouter(tags=["outside runs"])
 STATE_POLL = 0.05  # s between the websocket's looks at the run's state (pause reaches the script)
 NOT_PRESENTER = 4003  # close code: ingest without the presenter token on a shared server
+MISDIRECTED = 4021  # close code: the run's steps go to another process (HTTP 421)
 
 _rates: "weakref.WeakKeyDictionary[ExternalRun, RateLimit]" = weakref.WeakKeyDictionary()
 
@@ -44,6 +49,7 @@ REASONS = {
     403: "the server is shared and this needs the presenter token",
     404: "no such run",
     409: "not an outside run, or it has ended",
+    421: "with --broker: another process is the run's home; send its steps there",
     413: "request body over the ingest limit (1 MiB)",
     422: "malformed batch; nothing of it was stored",
     429: "too many batches a second, or too many outside runs",
@@ -80,12 +86,24 @@ async def create_outside_run(spec: OutsideRunSpec, manager: Manager) -> dict:
     return {"id": run.id, "state": run.handle.state, "layers": spec.layers}
 
 
-def outside_handle(manager, run_id: str) -> ExternalRun:
+def misdirected(run_id: str, home: str) -> str:
+    return (
+        f"run {run_id!r} takes its steps on its home, {home}, the Backbeat process its script"
+        " created it on; this process forwards none: send them there (behind a load balancer,"
+        " keep a script's requests on one process, e.g. with sticky sessions)"
+    )
+
+
+async def outside_handle(manager, run_id: str) -> ExternalRun:
+    if home := await manager.fed_elsewhere(run_id):
+        raise HTTPException(421, misdirected(run_id, home))
     run = manager.get(run_id)
     if run is None:
         raise not_found(run_id)
     if not run.outside:
-        raise HTTPException(409, f"run {run_id!r} trains on this server: it takes no steps")
+        if isinstance(run.config, OutsideShape):  # another process's, and it has ended
+            raise HTTPException(409, f"run {run_id!r} is {run.handle.state}: it takes no steps")
+        raise HTTPException(409, f"run {run_id!r} is trained by Backbeat: it takes no steps")
     return run.handle
 
 
@@ -99,11 +117,11 @@ def take(handle: ExternalRun, batch: StepBatch) -> dict:
     dependencies=[Presenter],
     max_body_size=INGEST_MESSAGE_BYTES,
     operation_id="post_steps",
-    responses=errors(403, 404, 409, 413, 422, 429, reasons=REASONS),
+    responses=errors(403, 404, 409, 413, 421, 422, 429, reasons=REASONS),
 )
 async def post_steps(run_id: str, batch: StepBatch, manager: Manager) -> dict:
     """Columnar steps of an outside run (at most 1,000 a batch); answers with its state."""
-    handle = outside_handle(manager, run_id)
+    handle = await outside_handle(manager, run_id)
     if not _rate(handle).allow():
         raise HTTPException(429, f"at most {INGEST_RATE:g} batches a second per run")
     try:
@@ -210,6 +228,9 @@ async def ingest_stream(ws: WebSocket, run_id: str, token: str | None = None) ->
     offered = token or ws.headers.get("x-backbeat-token")
     if not app.state.access.is_presenter(offered):
         await ws.close(NOT_PRESENTER, "ingest needs the presenter token")
+        return
+    if home := await app.state.manager.fed_elsewhere(run_id):
+        await ws.close(MISDIRECTED, f"send this run's steps to its home, {home}"[:123])
         return
     run = app.state.manager.get(run_id)
     if run is None or not run.outside:
