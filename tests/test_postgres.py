@@ -184,6 +184,13 @@ def test_a_second_server_without_a_broker_is_refused_the_store(
     first.close()
 
 
+def shared_web(spawn, backbeat, data, broker: str, store: str):
+    """A web process on the shared Redis and PostgreSQL, with its own data folder (another host)."""
+    argv = [*backbeat, "--port", "{port}", "--no-browser", "--data", str(data)]
+    argv += ["--broker", broker, "--store", store]
+    return spawn(argv).wait_healthy()
+
+
 def test_processes_on_other_hosts_list_replay_and_export_the_same_runs(
     spawn,
     backbeat,
@@ -195,12 +202,7 @@ def test_processes_on_other_hosts_list_replay_and_export_the_same_runs(
     """Two processes on one Redis and one PostgreSQL, each with its own data folder (no
     shared SQLite, as on two hosts): a run trained by A is B's to list, replay and export."""
 
-    def web(folder: str):
-        argv = [*backbeat, "--port", "{port}", "--no-browser", "--data", str(tmp_path / folder)]
-        argv += ["--broker", redis_server.url, "--store", postgres_url]
-        return spawn(argv).wait_healthy()
-
-    a, b = web("a"), web("b")
+    a, b = (shared_web(spawn, backbeat, tmp_path / f, redis_server.url, postgres_url) for f in "ab")
     run_id = create(a, start_paused=True, steps_per_second=None, max_steps=800)
     assert run_id in listed(b)  # written once to the shared store, read by all
     wait_until(lambda: run_of(b, run_id)["state"] == "paused", 10, "b to see the run paused")
@@ -240,12 +242,7 @@ def test_an_import_into_the_shared_store_is_every_processs_run(
     """`backbeat import --store URL` writes where the servers read: two processes already
     serving on one Redis and one PostgreSQL (each its own data folder) list and replay it."""
 
-    def web(folder: str):
-        argv = [*backbeat, "--port", "{port}", "--no-browser", "--data", str(tmp_path / folder)]
-        argv += ["--broker", redis_server.url, "--store", postgres_url]
-        return spawn(argv).wait_healthy()
-
-    a, b = web("a"), web("b")
+    a, b = (shared_web(spawn, backbeat, tmp_path / f, redis_server.url, postgres_url) for f in "ab")
     log = tmp_path / "log.csv"
     rows = ["step,loss,val_loss"] + [
         f"{i},{2.0 / i},{1.0 if i % 50 == 0 else ''}" for i in range(1, 401)
