@@ -166,21 +166,25 @@ def main() -> None:
             took = {}
             before = cpu_seconds(server.pid) if server is not None else None
             for kind in order:
-                watched = kind == "watched"
                 took[kind] = train(
-                    args.steps, x, y, url if watched else None, args.update_ratios, args.every
+                    args.steps,
+                    x,
+                    y,
+                    url if kind == "watched" else None,
+                    args.update_ratios,
+                    args.every,
                 )
-            floor.append(took["again"][0] / took["plain"][0])
-            took[False], took[True] = took["plain"], took["watched"]
-            plain.append(took[False][0])
-            logged.append(took[True][0])
-            wall_ratios.append(took[True][0] / took[False][0])
-            cpu_ratios.append(took[True][1] / took[False][1])
-            cadences.append(took[True][2])
-            dropped += took[True][3]
-            step_ratios.append(took[True][4] / took[False][4])
-            if took[True][5] is not None:
-                sender_cpu.append(took[True][5] / args.steps)
+            base, watched = took["plain"], took["watched"]
+            floor.append(took["again"][0] / base[0])
+            plain.append(base[0])
+            logged.append(watched[0])
+            wall_ratios.append(watched[0] / base[0])
+            cpu_ratios.append(watched[1] / base[1])
+            cadences.append(watched[2])
+            dropped += watched[3]
+            step_ratios.append(watched[4] / base[4])
+            if watched[5] is not None:
+                sender_cpu.append(watched[5] / args.steps)
             if before is not None:
                 server_cpu.append((cpu_seconds(server.pid) - before) / args.steps)
         mp, ml = statistics.median(plain), statistics.median(logged)
