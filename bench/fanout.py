@@ -51,10 +51,26 @@ TARGET_RATIO = 0.9
 
 
 def serve(
-    port: int, data: Path, viewers: int, switch_interval: float, audience_share: float
+    port: int,
+    data: Path,
+    viewers: int,
+    switch_interval: float,
+    audience_share: float,
+    trace: str = "",
+    nagle: bool = False,
 ) -> None:
     """The app as `backbeat` serves it, with connection caps raised for one loopback host."""
     import uvicorn
+
+    if nagle:  # as before session 6: asyncio left Nagle on for the listener's connections
+        import asyncio.base_events
+
+        asyncio.base_events._set_nodelay = lambda sock: None
+
+    if trace:
+        from bench import fanout_trace
+
+        fanout_trace.install(Path(trace))
 
     if switch_interval:
         sys.setswitchinterval(switch_interval)
@@ -253,6 +269,11 @@ class Viewers:
             "closed": self.closed,
             "sizes": self.sizes,
             "reads": self.reads,
+            # each frame's oldest step time, and when its first and last viewer had it
+            "arrivals": [
+                [float(self.t_by_seq[seq][0]), min(times), max(times)]
+                for seq, times in self.by_seq.items()
+            ],
         }
 
 
@@ -352,6 +373,8 @@ class Bench:
         self.http = httpx.Client(base_url=self.base, timeout=30)
         self.loads: list[float] = []
         self.cpus = placement(args)
+        self.windows: dict[str, tuple[float, float]] = {}  # each watched window, for --trace
+        self.arrivals: dict[str, list] = {}  # and its frames' arrivals
 
     def healthy(self) -> bool:
         if self.server.poll() is not None:
@@ -397,16 +420,25 @@ class Bench:
     def run(self) -> dict:
         a = self.args
         with tempfile.TemporaryDirectory(prefix="backbeat-bench-") as data:
+            trace = str(Path(data) / "trace.json") if a.trace else ""
             argv = [sys.executable, __file__, "--serve", str(self.port), data, str(a.viewers),
-                    str(a.switch_interval), str(a.audience_share)]  # fmt: skip
+                    str(a.switch_interval), str(a.audience_share), trace,
+                    str(int(a.nagle))]  # fmt: skip
             self.server = subprocess.Popen(argv, cwd=REPO)
             if "server" in self.cpus:  # (and the training children it forks, until moved)
                 os.sched_setaffinity(self.server.pid, {self.cpus["server"]})
             try:
-                return self.measure()
+                result = self.measure()
             finally:
                 self.server.terminate()
                 self.server.wait(15)
+            if trace:
+                from bench import fanout_trace
+
+                for name, (since, until) in self.windows.items():
+                    print(f"-- {name} window")
+                    fanout_trace.summarise(Path(trace), since, until, self.arrivals[name])
+            return result
 
     def measure(self) -> dict:
         a = self.args
@@ -465,6 +497,7 @@ class Bench:
         self.http.post(f"/api/runs/{watched}/control", json={"action": "resume"})
         resumed = time.monotonic()
         start = time.time() + WARMUP
+        self.windows["stalled" if stalled else "watched"] = (start, start + a.seconds)
         for c in clients:
             c.stdin.write(f"{start} {start + a.seconds}\n")
             c.stdin.flush()
@@ -484,6 +517,9 @@ class Bench:
         self.http.post(f"/api/runs/{watched}/control", json={"action": "stop"})
         for s in sockets:
             s.close()
+        self.arrivals["stalled" if stalled else "watched"] = [
+            row for r in results for row in r.pop("arrivals")
+        ]
         sizes = np.array(results[0]["sizes"]).reshape(-1, 2)
         out = self.report(
             results,
@@ -534,6 +570,7 @@ class Bench:
             "viewers": a.viewers,
             "client_procs": a.client_procs,
             "pinned": ",".join(f"{k}={v}" for k, v in self.cpus.items()),
+            "nagle": a.nagle,
             "audience_share": a.audience_share or None,
             "window_s": a.seconds,
             "frames_per_viewer": {
@@ -586,7 +623,8 @@ class Bench:
 def print_report(r: dict) -> None:
     f, le, ln = r["frames_per_viewer"], r["latency_ms_every_step"], r["latency_ms_newest_step"]
     print(f"viewers            {r['viewers']} in {r['client_procs']} client process(es), "
-          f"{r['window_s']:g} s window, pinned: {r['pinned'] or 'no'}")  # fmt: skip
+          f"{r['window_s']:g} s window, pinned: {r['pinned'] or 'no'}"
+          f"{', Nagle on' if r['nagle'] else ''}")  # fmt: skip
     print(f"frames per viewer  min {f['min']}  median {f['median']:g}  max {f['max']}"
           f"  ({f['per_s']:.1f}/s, in {r['reads_per_viewer_s']:.1f} reads/s)")  # fmt: skip
     print(f"latency, every step   p50 {le['p50']:.1f} ms  p99 {le['p99']:.1f} ms")
@@ -628,8 +666,8 @@ def print_report(r: dict) -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--serve"]:
-        port, data, viewers, switch_interval, share = sys.argv[2:7]
-        serve(int(port), Path(data), int(viewers), float(switch_interval), float(share))
+        port, data, viewers, interval, share, trace, nagle = sys.argv[2:9]
+        serve(int(port), Path(data), int(viewers), float(interval), float(share), trace, nagle == "1")
         return
     if sys.argv[1:2] == ["--viewers-of"]:
         viewer_process(sys.argv[2], int(sys.argv[3]))
@@ -665,6 +703,16 @@ def main() -> None:
     )
     p.add_argument(
         "--switch-interval", type=float, default=0.0, help="server's GIL switch interval, s"
+    )
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="time each step block's stages in the server (bench/fanout_trace.py)",
+    )
+    p.add_argument(
+        "--nagle",
+        action="store_true",
+        help="leave Nagle's algorithm on for the viewers' sockets (the server before session 6)",
     )
     args = p.parse_args()
     result = Bench(args).run()

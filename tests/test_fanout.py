@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import socket
 import struct
 import threading
 import time
@@ -286,3 +287,31 @@ def test_held_audience_writes_over_real_sockets_lose_and_reorder_nothing(tmp_pat
     for seq in both:  # the same message for either detail, frames aside
         if audience[seq]["type"] != "frame":
             assert audience[seq] == full[seq], seq
+
+
+def test_viewers_sockets_have_nagle_off_so_a_frame_never_waits_for_an_ack(tmp_path):
+    """The listener is made as TCP, so asyncio sets TCP_NODELAY on every connection.
+
+    With Nagle on, a tick written while the previous one was unacknowledged waited for the
+    viewer's delayed ACK: about one frame in ten arrived ~25 ms late (docs/benchmarks.md,
+    "Fan-out, session 6")."""
+    app = create_app(Settings(data_dir=tmp_path))
+    with ThreadedServer(app) as srv:
+        run_id = httpx.post(f"{srv.url}/api/runs", json={**RUN, "start_paused": True}).json()["id"]
+        channel = app.state.manager.get(run_id).channel
+        with connect(f"{srv.ws_url}/ws/runs/{run_id}") as ws:
+            assert json.loads(ws.recv(10))["type"] == "hello"
+            deadline = time.monotonic() + 10
+            while not any(v.direct for v in list(channel.viewers)):
+                assert time.monotonic() < deadline, "the viewer was never written directly"
+                time.sleep(0.02)
+
+            def nodelay() -> list[int]:
+                return [
+                    v.direct.transport.get_extra_info("socket").getsockopt(
+                        socket.IPPROTO_TCP, socket.TCP_NODELAY
+                    )
+                    for v in channel.viewers
+                ]
+
+            assert srv.call(nodelay) == [1]
