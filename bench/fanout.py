@@ -667,7 +667,8 @@ def print_report(r: dict) -> None:
 def main() -> None:
     if sys.argv[1:2] == ["--serve"]:
         port, data, viewers, interval, share, trace, nagle = sys.argv[2:9]
-        serve(int(port), Path(data), int(viewers), float(interval), float(share), trace, nagle == "1")
+        nagle_on = nagle == "1"
+        serve(int(port), Path(data), int(viewers), float(interval), float(share), trace, nagle_on)
         return
     if sys.argv[1:2] == ["--viewers-of"]:
         viewer_process(sys.argv[2], int(sys.argv[3]))
