@@ -45,6 +45,7 @@ LATENCY_BIN = 1e-4  # s: histogram resolution for per-step latencies
 LATENCY_MAX = 60.0  # s: anything slower lands in the last bin
 TARGET_P99 = 0.050  # s
 TARGET_RATIO = 0.9
+RSS_EVERY = 0.25  # s between samples of the server's RSS while a run is watched
 
 
 # -- the server process --------------------------------------------------------------
@@ -460,6 +461,7 @@ class Bench:
                 "p99_rise_ms": stalled["latency_ms_every_step"]["p99"]
                 - watched["latency_ms_every_step"]["p99"],
                 "rss_mib": [watched["server_rss_mib"], stalled["server_rss_mib"]],
+                "rss_watched_mib": [watched["rss_watched_mib"], stalled["rss_watched_mib"]],
                 "evicted_viewers": stalled["evicted"],
                 "rate_watched": stalled["steps_per_s"]["watched"],
             }
@@ -496,6 +498,11 @@ class Bench:
             time.sleep(0.1)
         self.http.post(f"/api/runs/{watched}/control", json={"action": "resume"})
         resumed = time.monotonic()
+        rss_series: list[float] = []  # from the resume to the window's end
+        sampler = threading.Thread(
+            target=self.sample_rss, args=(resumed + 2 * WARMUP + a.seconds, rss_series)
+        )
+        sampler.start()
         start = time.time() + WARMUP
         self.windows["stalled" if stalled else "watched"] = (start, start + a.seconds)
         for c in clients:
@@ -513,6 +520,7 @@ class Bench:
         rate_watched, cpu_watched, span = self.training_rate(watched, a.seconds)
         client_cpu = (sum(cpu_seconds(c.pid) for c in clients) - client_cpu0) / span
         rss, peak = rss_mib(self.server.pid)
+        sampler.join()
         results = [json.loads(c.communicate(timeout=120)[0]) for c in clients]
         self.http.post(f"/api/runs/{watched}/control", json={"action": "stop"})
         for s in sockets:
@@ -532,12 +540,19 @@ class Bench:
             cpu_watched_window=self.cpu,
             rss=rss,
             peak=peak,
+            rss_series=rss_series,
             frame_kib=float(np.median(sizes[:, 0])) / 1024,
             steps_per_frame=float(np.median(sizes[:, 1])),
         )
         if stalled:
             out["stalled_evicted_s"] = evicted_at[0] if evicted_at else None
         return out
+
+    def sample_rss(self, until: float, out: list[float]) -> None:
+        """The server's RSS (MiB) every RSS_EVERY seconds until `until` (monotonic)."""
+        while time.monotonic() < until and self.server.poll() is None:
+            out.append(rss_mib(self.server.pid)[0])
+            time.sleep(RSS_EVERY)
 
     def connections(self) -> int:
         return self.http.get("/api/health").json()["connections"]
@@ -588,6 +603,12 @@ class Bench:
             "other_closes": other_closes,
             "server_rss_mib": round(m["rss"], 1),
             "server_peak_rss_mib": round(m["peak"], 1),
+            # RSS while watched: at the resume, its highest, at the window's end
+            "rss_watched_mib": [
+                round(m["rss_series"][0], 1),
+                round(max(m["rss_series"]), 1),
+                round(m["rss_series"][-1], 1),
+            ],
             "server_cpu_cores": {"alone": m["cpu_alone"], "watched": m["cpu_watched"]},
             "client_cpu_cores": m["client_cpu"],
             "reads_per_viewer_s": sum(r["reads"] for r in results) / a.viewers / a.seconds,
@@ -620,6 +641,11 @@ class Bench:
         return out
 
 
+def rss_growth(series: list[float]) -> float:
+    """How far RSS rose while a run was watched: its highest less its value at the resume."""
+    return series[1] - series[0]
+
+
 def print_report(r: dict) -> None:
     f, le, ln = r["frames_per_viewer"], r["latency_ms_every_step"], r["latency_ms_newest_step"]
     print(f"viewers            {r['viewers']} in {r['client_procs']} client process(es), "
@@ -631,7 +657,9 @@ def print_report(r: dict) -> None:
     if ln["p50"] is not None:
         print(f"latency, newest step  p50 {ln['p50']:.1f} ms  p99 {ln['p99']:.1f} ms")
     print(f"evicted viewers    {r['evicted']}  (other closes: {r['other_closes']})")
-    print(f"server RSS         {r['server_rss_mib']} MiB (peak {r['server_peak_rss_mib']} MiB)")
+    print(f"server RSS         {r['server_rss_mib']} MiB (peak {r['server_peak_rss_mib']} MiB);"
+          " while watched: at resume {} -> highest {} -> at the end {}".format(
+              *r["rss_watched_mib"]))  # fmt: skip
     c = r["server_cpu_cores"]
     print(f"server CPU         {c['alone']:.2f} cores alone, {c['watched']:.2f} watched;"
           f" clients {r['client_cpu_cores']:.2f} cores")  # fmt: skip
@@ -658,6 +686,8 @@ def print_report(r: dict) -> None:
         )
         print(f"  with them        p99 {st['p99_ms']:.1f} ms ({st['p99_rise_ms']:+.1f} ms),"
               f" RSS {st['rss_mib'][0]} -> {st['rss_mib'][1]} MiB,"
+              f" growth while watched {rss_growth(st['rss_watched_mib'][0]):+.1f} MiB without,"
+              f" {rss_growth(st['rss_watched_mib'][1]):+.1f} MiB with them,"
               f" viewers evicted {st['evicted_viewers']},"
               f" training {st['rate_watched']:.0f} steps/s")  # fmt: skip
     print("targets            " + ", ".join(f"{k}: {'ok' if v else 'MISSED'}"

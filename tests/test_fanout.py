@@ -109,6 +109,41 @@ def test_a_direct_viewer_behind_for_too_long_is_evicted_with_4008_and_the_others
     assert asyncio.run(scenario()) == [1, 2]
 
 
+def test_viewers_behind_share_the_ticks_they_missed_and_get_them_in_one_write_on_catching_up():
+    async def scenario():
+        channel = Channel("r", 1, asyncio.get_running_loop(), dict)
+        with channel.subscribe() as (a, _), channel.subscribe() as (b, _):
+            socks = {a: FakeSocket(), b: FakeSocket()}
+            for viewer, sock in socks.items():
+                viewer.attach(sock)
+                sock.buffered = 1  # the kernel took nothing of the last write
+            for i in range(3):
+                channel._fan_out([{"type": "frame", "i": i}])
+            assert all(sock.written == b"" for sock in socks.values())  # nothing copied
+            assert [id(t) for t in a.behind] == [id(t) for t in b.behind]  # one copy for both
+            assert a.behind_bytes == sum(len(t.framed) for t in a.behind) > 0
+            socks[a].buffered = 0  # a caught up; b did not
+            channel._fan_out([{"type": "frame", "i": 3}])
+            assert not a.behind and a.behind_bytes == 0 and a.behind_since is None
+            assert len(b.behind) == 4 and not b.evicted
+            return [json.loads(p) for _, p in read_frames(socks[a].written)]
+
+    got = asyncio.run(scenario())
+    assert [(m["i"], m["seq"]) for m in got] == [(0, 1), (1, 2), (2, 3), (3, 4)]
+
+
+def test_a_viewer_too_far_behind_is_evicted_and_lets_go_of_the_ticks_it_held():
+    viewer, sock = Viewer(), FakeSocket()
+    viewer.attach(sock)
+    sock.buffered = 1
+    tick = Tick(["x" * 1000])
+    n = hub.VIEWER_BACKLOG // len(tick.framed)
+    assert all(viewer.offer_tick(tick, time.monotonic()) for _ in range(n))
+    assert not viewer.offer_tick(tick, time.monotonic())
+    assert viewer.evicted and sock.closed_with[0] == EVICTED and sock.written == b""
+    assert viewer.behind == [] and viewer.behind_bytes == 0
+
+
 def test_a_direct_viewer_whose_backlog_overflows_is_evicted_at_once():
     viewer, sock = Viewer(), FakeSocket()
     viewer.attach(sock)

@@ -50,9 +50,13 @@ class Viewer:
     whatever the frame rate.
 
     Once its session `attach`es a `DirectSocket` (after the hello), the channel writes each
-    tick's framed bytes straight to its transport instead, and the transport's write
-    buffer is the outbox: a viewer whose buffer has not emptied for VIEWER_PATIENCE, or
-    holds more than VIEWER_BACKLOG bytes, is evicted the same way, with a 4008 close frame.
+    tick's framed bytes straight to its transport instead. While the transport still
+    buffers an earlier write (the kernel took no more), new ticks are not copied into it:
+    the viewer keeps references to them (`behind`), shared with every other viewer that
+    is behind, and they go out in one write at the first tick that finds its buffer
+    empty. So ten stalled viewers hold one copy of the stream between them, not ten. A
+    viewer whose buffer has not emptied for VIEWER_PATIENCE, or that is more than
+    VIEWER_BACKLOG bytes behind, is evicted the same way, with a 4008 close frame.
     """
 
     def __init__(self, maxsize: int = VIEWER_QUEUE, detail: Detail = "audience") -> None:
@@ -63,6 +67,8 @@ class Viewer:
         self.dropped = asyncio.Event()  # set on eviction, even while a send is stuck
         self.direct: DirectSocket | None = None
         self.behind_since: float | None = None  # direct: since when its buffer never emptied
+        self.behind: list[Tick] = []  # direct: ticks not yet written, while it was behind
+        self.behind_bytes = 0
 
     def offer(self, text: str) -> bool:
         if self.evicted:
@@ -86,13 +92,20 @@ class Viewer:
         backlog = self.direct.backlog()
         if not backlog:
             self.behind_since = None
-        elif self.behind_since is None:
+            if self.behind:  # caught up: what it missed and this tick, in one write
+                ticks, self.behind, self.behind_bytes = [*self.behind, tick], [], 0
+                self.direct.write(b"".join(t.framed for t in ticks))
+            else:
+                self.direct.write(tick.framed)
+            return True
+        if self.behind_since is None:
             self.behind_since = now
         elif now - self.behind_since > VIEWER_PATIENCE:
             return self._evict()
-        if backlog > VIEWER_BACKLOG:
+        self.behind.append(tick)
+        self.behind_bytes += len(tick.framed)
+        if backlog + self.behind_bytes > VIEWER_BACKLOG:
             return self._evict()
-        self.direct.write(tick.framed)
         return True
 
     def attach(self, direct: DirectSocket) -> None:
@@ -119,6 +132,7 @@ class Viewer:
         while not self.queue.empty():
             self.queue.get_nowait()
         self.queued_at.clear()
+        self.behind, self.behind_bytes = [], 0
         self.queue.put_nowait(None)
         if self.direct is not None:
             self.direct.close(EVICTED, "viewer too slow: evicted")
