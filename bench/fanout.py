@@ -488,6 +488,9 @@ class Bench:
         if "clients" in self.cpus:
             for c in clients:
                 os.sched_setaffinity(c.pid, {self.cpus["clients"]})
+        if a.batch_clients:  # the swarm never preempts the server or the training child
+            for c in clients:
+                os.sched_setscheduler(c.pid, os.SCHED_BATCH, os.sched_param(0))
         for c in clients:
             assert c.stdout.readline().strip() == "ready", "viewers could not connect"
         sockets = [stalled_client(self.port, path) for _ in range(stalled)]
@@ -586,6 +589,7 @@ class Bench:
             "client_procs": a.client_procs,
             "pinned": ",".join(f"{k}={v}" for k, v in self.cpus.items()),
             "nagle": a.nagle,
+            "batch_clients": a.batch_clients,
             "audience_share": a.audience_share or None,
             "window_s": a.seconds,
             "frames_per_viewer": {
@@ -650,7 +654,8 @@ def print_report(r: dict) -> None:
     f, le, ln = r["frames_per_viewer"], r["latency_ms_every_step"], r["latency_ms_newest_step"]
     print(f"viewers            {r['viewers']} in {r['client_procs']} client process(es), "
           f"{r['window_s']:g} s window, pinned: {r['pinned'] or 'no'}"
-          f"{', Nagle on' if r['nagle'] else ''}")  # fmt: skip
+          f"{', Nagle on' if r['nagle'] else ''}"
+          f"{', clients SCHED_BATCH' if r['batch_clients'] else ''}")  # fmt: skip
     print(f"frames per viewer  min {f['min']}  median {f['median']:g}  max {f['max']}"
           f"  ({f['per_s']:.1f}/s, in {r['reads_per_viewer_s']:.1f} reads/s)")  # fmt: skip
     print(f"latency, every step   p50 {le['p50']:.1f} ms  p99 {le['p99']:.1f} ms")
@@ -739,6 +744,12 @@ def main() -> None:
         "--trace",
         action="store_true",
         help="time each step block's stages in the server (bench/fanout_trace.py)",
+    )
+    p.add_argument(
+        "--batch-clients",
+        action="store_true",
+        help="run the viewer processes as SCHED_BATCH: a waking viewer does not preempt the"
+        " server it shares a core with (on a network, viewers are other machines)",
     )
     p.add_argument(
         "--nagle",
