@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -253,29 +254,77 @@ class Viewers:
                 watchers[fd].sock.close()
 
     def summary(self) -> dict:
-        """Per-viewer frame counts, and a histogram of every delivered step's latency."""
-        bins = np.zeros(int(LATENCY_MAX / LATENCY_BIN) + 1, dtype=np.int64)
-        newest = []
-        for seq, times in self.by_seq.items():  # one histogram update per frame, all viewers
-            t = self.t_by_seq[seq]
-            lat = np.asarray(times)[:, None] - t[None, :]
-            every = lat[:, :1] if self.summarised.get(seq) else lat  # a summary: its oldest step
-            idx = np.clip((every / LATENCY_BIN).astype(np.int64), 0, len(bins) - 1)
-            bins += np.bincount(idx.ravel(), minlength=len(bins))
-            newest.extend(lat[:, -1].tolist())
-        return {
-            "frames": self.counts,
-            "latency_bins": {int(k): int(bins[k]) for k in np.flatnonzero(bins)},
-            "newest": newest,
-            "closed": self.closed,
-            "sizes": self.sizes,
-            "reads": self.reads,
-            # each frame's oldest step time, and when its first and last viewer had it
-            "arrivals": [
-                [float(self.t_by_seq[seq][0]), min(times), max(times)]
-                for seq, times in self.by_seq.items()
-            ],
-        }
+        return summary(
+            self.by_seq, self.t_by_seq, self.summarised, self.counts, self.sizes,
+            self.closed, self.reads,
+        )  # fmt: skip
+
+
+def summary(by_seq, t_by_seq, summarised, counts, sizes, closed, reads) -> dict:
+    """Per-viewer frame counts, and a histogram of every delivered step's latency.
+
+    `by_seq`: each frame's arrival times at all viewers (in the window); `t_by_seq`, its
+    steps' server times (`step_times`); `summarised`: whether it was a summary."""
+    bins = np.zeros(int(LATENCY_MAX / LATENCY_BIN) + 1, dtype=np.int64)
+    newest = []
+    for seq, times in by_seq.items():  # one histogram update per frame, all viewers
+        t = t_by_seq[seq]
+        lat = np.asarray(times)[:, None] - t[None, :]
+        every = lat[:, :1] if summarised.get(seq) else lat  # a summary: its oldest step
+        idx = np.clip((every / LATENCY_BIN).astype(np.int64), 0, len(bins) - 1)
+        bins += np.bincount(idx.ravel(), minlength=len(bins))
+        newest.extend(lat[:, -1].tolist())
+    return {
+        "frames": counts,
+        "latency_bins": {int(k): int(bins[k]) for k in np.flatnonzero(bins)},
+        "newest": newest,
+        "closed": closed,
+        "sizes": sizes,
+        "reads": reads,
+        # each frame's oldest step time, and when its first and last viewer had it
+        "arrivals": [
+            [float(t_by_seq[seq][0]), min(times), max(times)] for seq, times in by_seq.items()
+        ],
+    }
+
+
+def c_swarm_summary(out: Path, n: int) -> dict:
+    """`summary` of what bench/swarm.c wrote to `out`."""
+    rows = np.fromfile(
+        out / "arrivals.bin", dtype=[("seq", "<i4"), ("viewer", "<i4"), ("t", "<f8")]
+    )
+    data, at = (out / "frames.bin").read_bytes(), 0
+    t_by_seq, summarised, sizes = {}, {}, []
+    while at < len(data):
+        seq, size = np.frombuffer(data, "<i4", 2, at)
+        frame = json.loads(data[at + 8 : at + 8 + size])
+        t_by_seq[int(seq)], steps = step_times(frame)
+        summarised[int(seq)] = "summary" in frame
+        sizes.append((int(size), steps))
+        at += 8 + int(size)
+    by_seq: dict[int, list[float]] = {}
+    order = np.argsort(rows["seq"], kind="stable")
+    seqs, starts = np.unique(rows["seq"][order], return_index=True)
+    for seq, times in zip(seqs, np.split(rows["t"][order], starts[1:]), strict=True):
+        by_seq[int(seq)] = times.tolist()
+    counts = np.bincount(rows["viewer"], minlength=n).tolist()
+    closed = {}
+    for line in (out / "closes.txt").read_text().splitlines():
+        i, code = line.split()
+        closed[int(i)] = int(code)
+    reads = int((out / "stats.txt").read_text().split()[1])
+    return summary(by_seq, t_by_seq, summarised, counts, sizes, closed, reads)
+
+
+def build_swarm(folder: Path) -> Path:
+    """bench/swarm.c compiled with the system's cc (`--swarm c`)."""
+    binary = folder / "swarm"
+    cmd = ["cc", "-O2", "-o", str(binary), str(REPO / "bench" / "swarm.c")]
+    try:
+        subprocess.run(cmd, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SystemExit(f"--swarm c needs a C compiler (apt-get install -y gcc): {exc}") from exc
+    return binary
 
 
 def step_times(frame: dict) -> tuple[np.ndarray, int]:
@@ -374,6 +423,7 @@ class Bench:
         self.http = httpx.Client(base_url=self.base, timeout=30)
         self.loads: list[float] = []
         self.cpus = placement(args)
+        self.swarm: Path | None = None  # the C viewers' binary (`--swarm c`)
         self.windows: dict[str, tuple[float, float]] = {}  # each watched window, for --trace
         self.arrivals: dict[str, list] = {}  # and its frames' arrivals
 
@@ -421,6 +471,8 @@ class Bench:
     def run(self) -> dict:
         a = self.args
         with tempfile.TemporaryDirectory(prefix="backbeat-bench-") as data:
+            if a.swarm == "c":
+                self.swarm = build_swarm(Path(data))
             trace = str(Path(data) / "trace.json") if a.trace else ""
             argv = [sys.executable, __file__, "--serve", str(self.port), data, str(a.viewers),
                     str(a.switch_interval), str(a.audience_share), trace,
@@ -475,15 +527,18 @@ class Bench:
         url = f"ws://127.0.0.1:{self.port}{path}"
         shares = [viewers // a.client_procs + (i < viewers % a.client_procs)
                   for i in range(a.client_procs)]  # fmt: skip
+        outs = [Path(tempfile.mkdtemp(prefix="backbeat-swarm-")) for _ in shares]
         clients = [
             subprocess.Popen(
-                [sys.executable, __file__, "--viewers-of", url, str(n)],
+                [str(self.swarm), "127.0.0.1", str(self.port), path, str(n), str(out)]
+                if self.swarm
+                else [sys.executable, __file__, "--viewers-of", url, str(n)],
                 cwd=REPO,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
             )
-            for n in shares
+            for n, out in zip(shares, outs, strict=True)
         ]
         if "clients" in self.cpus:
             for c in clients:
@@ -524,7 +579,14 @@ class Bench:
         client_cpu = (sum(cpu_seconds(c.pid) for c in clients) - client_cpu0) / span
         rss, peak = rss_mib(self.server.pid)
         sampler.join()
-        results = [json.loads(c.communicate(timeout=120)[0]) for c in clients]
+        replies = [c.communicate(timeout=120)[0] for c in clients]
+        if self.swarm:
+            assert all(r.strip() == "done" for r in replies), replies
+            results = [c_swarm_summary(o, n) for o, n in zip(outs, shares, strict=True)]
+        else:
+            results = [json.loads(r) for r in replies]
+        for o in outs:
+            shutil.rmtree(o)
         self.http.post(f"/api/runs/{watched}/control", json={"action": "stop"})
         for s in sockets:
             s.close()
@@ -590,6 +652,7 @@ class Bench:
             "pinned": ",".join(f"{k}={v}" for k, v in self.cpus.items()),
             "nagle": a.nagle,
             "batch_clients": a.batch_clients,
+            "swarm": a.swarm,
             "audience_share": a.audience_share or None,
             "window_s": a.seconds,
             "frames_per_viewer": {
@@ -652,7 +715,8 @@ def rss_growth(series: list[float]) -> float:
 
 def print_report(r: dict) -> None:
     f, le, ln = r["frames_per_viewer"], r["latency_ms_every_step"], r["latency_ms_newest_step"]
-    print(f"viewers            {r['viewers']} in {r['client_procs']} client process(es), "
+    print(f"viewers            {r['viewers']} in {r['client_procs']} {r['swarm']}"
+          " client process(es), "
           f"{r['window_s']:g} s window, pinned: {r['pinned'] or 'no'}"
           f"{', Nagle on' if r['nagle'] else ''}"
           f"{', clients SCHED_BATCH' if r['batch_clients'] else ''}")  # fmt: skip
@@ -744,6 +808,13 @@ def main() -> None:
         "--trace",
         action="store_true",
         help="time each step block's stages in the server (bench/fanout_trace.py)",
+    )
+    p.add_argument(
+        "--swarm",
+        choices=("python", "c"),
+        default="python",
+        help="the viewers: Python (default) or bench/swarm.c, built with cc, at a fraction"
+        " of the CPU",
     )
     p.add_argument(
         "--batch-clients",
