@@ -1,6 +1,7 @@
 """Fan-out written straight to the sockets: one framed tick for all, stalled viewers cut off."""
 
 import asyncio
+import itertools
 import json
 import socket
 import struct
@@ -289,6 +290,48 @@ def test_the_audience_is_written_less_often_when_it_costs_more_and_full_viewers_
         assert len({sock.writes for sock in audience}) == 1  # one write for all at a time
         # over the second half: one write every `every` ticks, and the end's
         assert abs(late_writes - (ticks // 2 / every + 1)) <= 1, (round_cost, late_writes)
+
+
+def test_a_spaced_audience_write_carries_everything_handed_over_until_it(monkeypatch):
+    """While the audience is written less often, the pump ticks when its write is due.
+
+    So a write drains the run first: what was handed over since the last tick does not
+    wait for the write after (a step's wait is one audience interval, not that and a tick).
+    """
+    monkeypatch.setattr(hub, "COST_SMOOTHING", 0.0)  # the cost stays where the test sets it
+
+    async def scenario() -> tuple[list[int], list[float], FakeSocket, int]:
+        channel = Channel("r", 1, asyncio.get_running_loop(), dict)
+        channel.audience_cost = hub.AUDIENCE_SHARE * hub.AUDIENCE_LONGEST  # the longest wait
+        inbox_at_write, written_at = [], []
+        write_audience = channel._write_audience
+
+        def recorded(now: float) -> None:
+            inbox_at_write.append(len(channel.inbox))
+            written_at.append(now)
+            write_audience(now)
+
+        monkeypatch.setattr(channel, "_write_audience", recorded)
+        sock = FakeSocket()
+        with channel.subscribe() as (viewer, _):
+            viewer.attach(sock)
+            pump = asyncio.create_task(channel.pump())
+            sent, until = 0, time.monotonic() + 0.6
+            while time.monotonic() < until:  # a producer handing over every 2 ms
+                channel.on_event("r", {"type": "note", "n": sent})
+                sent += 1
+                await asyncio.sleep(0.002)
+            channel.on_event("r", {"type": "end"})
+            await asyncio.wait_for(pump, 5)
+        return inbox_at_write, written_at, sock, sent
+
+    inbox_at_write, written_at, sock, sent = asyncio.run(scenario())
+    assert inbox_at_write and set(inbox_at_write) == {0}, inbox_at_write  # drained first
+    gaps = [b - a for a, b in itertools.pairwise(written_at[:-1])]  # the end goes at once
+    assert min(gaps) >= hub.AUDIENCE_LONGEST - hub.FRAME_INTERVAL / 2  # still spaced
+    got = [json.loads(p) for _, p in read_frames(sock.written)]
+    assert [m["n"] for m in got if m["type"] == "note"] == list(range(sent))  # all, in order
+    assert [m["seq"] for m in got] == list(range(1, sent + 2))
 
 
 def test_held_audience_writes_over_real_sockets_lose_and_reorder_nothing(tmp_path, monkeypatch):

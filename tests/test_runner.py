@@ -4,6 +4,7 @@ No sleeps: every wait is on a condition with a deadline.
 """
 
 import threading
+import time
 import tracemalloc
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 
 from app.engine.config import RunConfig
 from app.engine.trainer import Trainer
-from app.live.runner import ControlError, Runner
+from app.live.handles import _PipeSink
+from app.live.runner import HANDOFF_INTERVAL, ControlError, Runner
 
 DEADLINE = 20.0  # s: generous, only reached when something is broken
 
@@ -291,3 +293,71 @@ def test_a_long_unpaced_run_holds_constant_memory():
     grown = current - marks["mid"]
     assert grown < 64 * 1024, f"{grown:,} bytes more held after another {total - mid:,} steps"
     assert peak - marks["mid"] < 2 * 1024 * 1024
+
+
+class BatchingSink(RecordingSink):
+    """Holds what it is handed until `flush`, as the child's pipe sink does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[tuple] = []
+        self.flushed_at: list[float] = []
+        self.lock = threading.Lock()
+
+    def on_steps(self, run_id: str, block: dict) -> None:
+        with self.lock:
+            self.pending.append((super().on_steps, block))
+
+    def on_event(self, run_id: str, event: dict) -> None:
+        with self.lock:
+            self.pending.append((super().on_event, event))
+
+    def flush(self) -> None:
+        with self.lock:
+            pending, self.pending = self.pending, []
+            self.flushed_at.append(time.perf_counter())
+        for deliver, item in pending:
+            deliver("r1", item)
+
+
+def test_a_batching_sink_is_flushed_before_each_wait_and_once_a_handoff_interval(cleanup):
+    runner, sink = start(BatchingSink(), tempo=0.1)  # one step, then ten seconds to the next
+    cleanup(runner)
+    sink.wait_for(lambda: sink.n_steps >= 1)  # flushed before the wait, not ten seconds on
+    runner.set_tempo(None)
+    sink.wait_event("state", steps_per_second=None)
+    began = len(sink.flushed_at)
+    sink.wait_for(lambda: sink.n_steps >= 3000 and len(sink.of_type("eval")) >= 40)
+    training = sink.flushed_at[began:]
+    runner.pause()
+    paused = sink.wait_event("state", state="paused")  # flushed before the paused wait
+    assert paused["step"] == sink.column("step")[-1]  # with every step before it
+    gaps = np.diff(training)  # an unpaced run evaluates every 50 steps; it flushes less often
+    assert len(gaps) >= 2 and gaps.min() >= HANDOFF_INTERVAL, gaps.min()
+    assert list(sink.column("step")) == list(range(1, paused["step"] + 1))  # in order, once
+
+
+def test_the_childs_pipe_sink_sends_one_batch_in_order_and_a_reply_after_it():
+    class Pipe:
+        def __init__(self) -> None:
+            self.sent: list[tuple] = []
+
+        def send(self, message: tuple) -> None:
+            self.sent.append(message)
+
+    pipe = Pipe()
+    sink = _PipeSink(pipe, [4])
+    config = RunConfig(dataset="circle", n_samples=100, hidden=[4], max_steps=10)
+    sink.runner = Runner("r1", Trainer(config), sink)
+    blocks = [{"step": np.array([1])}, {"step": np.array([2])}]
+    sink.on_steps("r1", blocks[0])
+    sink.on_event("r1", {"type": "eval", "step": 1})
+    sink.on_steps("r1", blocks[1])
+    assert pipe.sent == []  # held until the runner flushes
+    sink.reply(("reply", 7, True, "ok", ()))
+    assert [m[0] for m in pipe.sent] == ["batch", "reply"]  # what the control did goes first
+    kinds = [(item[0], item[1]["step"].tolist() if item[0] == "steps" else item[1]["type"])
+             for item in pipe.sent[0][1]]  # fmt: skip
+    assert kinds == [("steps", [1]), ("event", "eval"), ("steps", [2])]
+    sink.flush()
+    assert len(pipe.sent) == 2  # nothing new: no empty batch

@@ -221,7 +221,20 @@ class Channel:
             self.wake.clear()
             self.poked = False
             self._fan_out(self._drain())
-            await asyncio.sleep(max(0.0, FRAME_INTERVAL - (time.monotonic() - began)))
+            await asyncio.sleep(max(0.0, self._next_tick(began) - time.monotonic()))
+
+    def _next_tick(self, began: float) -> float:
+        """When the pump may tick again after a tick that began at `began`.
+
+        A frame interval later; but while only the audience watches and its writes are
+        spaced, when its next write is due, so that each write carries every step handed
+        over until then rather than those of the tick before it."""
+        after_frame = began + FRAME_INTERVAL
+        if self.audience_interval <= FRAME_INTERVAL or any(
+            v.detail == "full" for v in self.viewers
+        ):
+            return after_frame
+        return max(after_frame, self.audience_written + self._audience_wait())
 
     def _drain(self) -> list[dict]:
         blocks, evals, others = [], [], []

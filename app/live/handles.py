@@ -38,16 +38,25 @@ def _status(runner: Runner) -> tuple:
 
 
 class _PipeSink:
-    """The child's sink: every step block and event goes up the pipe, one message at a time."""
+    """The child's sink: step blocks and events go up the pipe in batches, in order.
 
-    def __init__(self, conn: Connection, lock: threading.Lock, layers: list[int]) -> None:
-        self.conn, self.lock = conn, lock
+    An unpaced run evaluates every 50 steps, handing over a block and an eval each time:
+    hundreds of pipe messages a second, each pickled here and unpickled by the server's
+    reader thread, which shares the server's core (and GIL) with the fan-out. Batched,
+    they are one message per `flush` (the runner's, about 60 a second while it trains,
+    and before it waits), and the server mirrors status as often as before. A control's
+    reply flushes first, so it never overtakes what the control did.
+    """
+
+    def __init__(self, conn: Connection, layers: list[int]) -> None:
+        self.conn, self.lock = conn, threading.Lock()
         self.runner: Runner | None = None
         self.snapshots = SnapshotPlan(snapshot_cap(layers))  # which evals send their weights
+        self.batch: list[tuple] = []
 
     def on_steps(self, run_id: str, block) -> None:
         with self.lock:
-            self.conn.send(("steps", block))
+            self.batch.append(("steps", block))
 
     def on_event(self, run_id: str, event: dict) -> None:
         status = _status(self.runner)
@@ -60,17 +69,31 @@ class _PipeSink:
                 net = self.runner.trainer.net
                 model = take_snapshot(net, dropped) if keep else {"dropped": dropped}
         with self.lock:
-            self.conn.send(("event", event, status, model))
+            self.batch.append(("event", event, status, model))
+
+    def flush(self) -> None:
+        with self.lock:
+            self._send_batch()
+
+    def reply(self, message: tuple) -> None:
+        """A control's answer, behind everything emitted before it."""
+        with self.lock:
+            self._send_batch()
+            self.conn.send(message)
+
+    def _send_batch(self) -> None:  # (holding the lock)
+        if self.batch:
+            batch, self.batch = self.batch, []
+            self.conn.send(("batch", batch))
 
 
 def _child(conn: Connection, run_id: str, config: dict, table: Table | None = None) -> None:
     """An uploaded set's rows come with the job (`table`): the child never opens the store."""
     """The training process: run the loop, answer controls, exit when the run ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the server's to handle
-    lock = threading.Lock()
     cfg = RunConfig.model_validate(config)
     trainer = Trainer(cfg, table=table)
-    sink = _PipeSink(conn, lock, cfg.layers)
+    sink = _PipeSink(conn, cfg.layers)
     runner = sink.runner = Runner(run_id, trainer, sink, cfg.steps_per_second, cfg.start_paused)
     runner.start()
     try:
@@ -90,8 +113,7 @@ def _child(conn: Connection, run_id: str, config: dict, table: Table | None = No
                 ok = True
             except ControlError as exc:
                 result, ok = str(exc), False
-            with lock:
-                conn.send(("reply", call_id, ok, result, _status(runner)))
+            sink.reply(("reply", call_id, ok, result, _status(runner)))
     except (EOFError, OSError):  # the server went away: end the run rather than orphan it
         runner.halt(RunState.INTERRUPTED)
     runner.join(CONTROL_TIMEOUT)
@@ -211,21 +233,10 @@ class ProcessRun:
                 message = self._conn.recv()
             except (EOFError, OSError):
                 break
-            kind = message[0]
-            if kind == "steps":
-                block = message[1]
-                self.current_step = int(block["step"][-1])
-                self.current_epoch = int(block["epoch"][-1])
-                self.sink.on_steps(self.run_id, block)
-            elif kind == "event":
-                _, event, status, model = message
-                self._mirror(status)
-                if event["type"] == "end":
-                    self._final_model, self._ended = model, True
-                elif model is not None:  # the recorder stores it; viewers never see it
-                    event = {**event, "snapshot": model}
-                self.sink.on_event(self.run_id, event)
-            elif (done := self._calls.get(message[1])) is not None:
+            if message[0] == "batch":
+                for item in message[1]:
+                    self._deliver(item)
+            elif (done := self._calls.get(message[1])) is not None:  # a reply
                 done.set_result(message[2:])
         if not self._ended:  # the child died without saying goodbye
             reason = f"the training process exited with code {self._process.exitcode}"
@@ -235,3 +246,19 @@ class ProcessRun:
         for done in list(self._calls.values()):
             if not done.done():
                 done.set_exception(ControlError("the training process has ended"))
+
+    def _deliver(self, item: tuple) -> None:
+        """One step block or event of a batch, to the sink, with the status it came with."""
+        if item[0] == "steps":
+            block = item[1]
+            self.current_step = int(block["step"][-1])
+            self.current_epoch = int(block["epoch"][-1])
+            self.sink.on_steps(self.run_id, block)
+            return
+        _, event, status, model = item
+        self._mirror(status)
+        if event["type"] == "end":
+            self._final_model, self._ended = model, True
+        elif model is not None:  # the recorder stores it; viewers never see it
+            event = {**event, "snapshot": model}
+        self.sink.on_event(self.run_id, event)

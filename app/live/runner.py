@@ -1,6 +1,11 @@
 """The training loop in its own thread: start, pause, resume, single step, stop, live tempo.
 
 It hands blocks of step records and events to a sink and knows nothing of servers.
+
+A sink that sends in batches (the child's pipe, `app/live/handles.py`) may have a
+`flush()`: the runner calls it at least every HANDOFF_INTERVAL while it trains, and
+before every wait (paused, or between steps of a paced run), so nothing handed over sits
+in a batch while the run is quiet.
 """
 
 import logging
@@ -15,7 +20,7 @@ from app.live.states import RunState
 
 log = logging.getLogger(__name__)
 
-HANDOFF_INTERVAL = 1 / 60  # s between step blocks handed to the sink (the wire's frame rate)
+HANDOFF_INTERVAL = 1 / 60  # s between flushes to the sink while training (the wire's frame rate)
 GRID_INTERVAL = 0.1  # s between decision grids when running unpaced
 TEMPO_SLACK = 0.25  # s behind the tempo before the schedule restarts instead of bursting
 STEP_TIMEOUT = 10.0  # s a single step may take before its caller is told it failed
@@ -42,6 +47,7 @@ class Runner:
         start_paused: bool = False,
     ) -> None:
         self.run_id, self.trainer, self.sink = run_id, trainer, sink
+        self._sink_flush = getattr(sink, "flush", None)  # a batching sink's (see above)
         self.steps_per_second = steps_per_second
         self._state = RunState.PAUSED if start_paused else RunState.RUNNING
         self._pending: list[Future] = []
@@ -130,7 +136,7 @@ class Runner:
     def _loop(self) -> None:
         tr = self.trainer
         final, reason = RunState.FINISHED, None
-        self._last_handoff = self._last_grid = time.perf_counter()
+        self._last_flush = self._last_grid = time.perf_counter()
         next_due: float | None = None
         tempo = self.steps_per_second
         try:
@@ -152,6 +158,7 @@ class Runner:
                         reason = self._single_step()
                         continue
                     self._announce(RunState.PAUSED)
+                    self._flush()
                     self._wake.wait()
                     self._wake.clear()
                     next_due = None
@@ -162,7 +169,7 @@ class Runner:
                     if next_due is None or now - next_due > TEMPO_SLACK:
                         next_due = now
                     if next_due > now:
-                        self._hand_off()
+                        self._flush()
                         if self._wake.wait(next_due - now):
                             self._wake.clear()
                         continue
@@ -170,8 +177,8 @@ class Runner:
                 reason = tr.train_step()
                 if not reason and tr.step % tr.eval_every == 0:
                     reason = self._evaluate(with_grid=bool(tempo) or self._grid_due())
-                if tr.buffer.full or time.perf_counter() - self._last_handoff >= HANDOFF_INTERVAL:
-                    self._hand_off()
+                if tr.buffer.full or time.perf_counter() - self._last_flush >= HANDOFF_INTERVAL:
+                    self._flush()
             if reason == CONVERGED:
                 final, reason = RunState.CONVERGED, None
             elif reason:
@@ -237,9 +244,16 @@ class Runner:
         return end
 
     def _hand_off(self) -> None:
-        self._last_handoff = time.perf_counter()
+        """The steps so far to the sink, so that what is emitted next follows them."""
         if self.trainer.buffer.n:
             self.sink.on_steps(self.run_id, self.trainer.buffer.take())
+
+    def _flush(self) -> None:
+        """The steps so far to the sink, and a batching sink's batch on its way."""
+        self._last_flush = time.perf_counter()
+        self._hand_off()
+        if self._sink_flush is not None:
+            self._sink_flush()
 
     def _announce(self, state: RunState) -> None:
         if self._announced != state:
@@ -278,4 +292,5 @@ class Runner:
         for done in pending:
             done.set_exception(ControlError(f"the run ended as {final}"))
         self._emit(end_event(final, tr.step, self.summary))
+        self._flush()
         self._ended.set()
