@@ -543,6 +543,9 @@ class Bench:
         if "clients" in self.cpus:
             for c in clients:
                 os.sched_setaffinity(c.pid, {self.cpus["clients"]})
+        if a.clients_nice:  # e.g. -10: the swarm reads at once even beside the training child
+            for c in clients:
+                os.setpriority(os.PRIO_PROCESS, c.pid, a.clients_nice)
         if a.batch_clients:  # the swarm never preempts the server or the training child
             for c in clients:
                 os.sched_setscheduler(c.pid, os.SCHED_BATCH, os.sched_param(0))
@@ -652,6 +655,7 @@ class Bench:
             "pinned": ",".join(f"{k}={v}" for k, v in self.cpus.items()),
             "nagle": a.nagle,
             "batch_clients": a.batch_clients,
+            "clients_nice": a.clients_nice,
             "swarm": a.swarm,
             "audience_share": a.audience_share or None,
             "window_s": a.seconds,
@@ -719,7 +723,8 @@ def print_report(r: dict) -> None:
           " client process(es), "
           f"{r['window_s']:g} s window, pinned: {r['pinned'] or 'no'}"
           f"{', Nagle on' if r['nagle'] else ''}"
-          f"{', clients SCHED_BATCH' if r['batch_clients'] else ''}")  # fmt: skip
+          f"{', clients SCHED_BATCH' if r['batch_clients'] else ''}"
+          f"{', clients nice ' + str(r['clients_nice']) if r['clients_nice'] else ''}")  # fmt: skip
     print(f"frames per viewer  min {f['min']}  median {f['median']:g}  max {f['max']}"
           f"  ({f['per_s']:.1f}/s, in {r['reads_per_viewer_s']:.1f} reads/s)")  # fmt: skip
     print(f"latency, every step   p50 {le['p50']:.1f} ms  p99 {le['p99']:.1f} ms")
@@ -821,6 +826,14 @@ def main() -> None:
         action="store_true",
         help="run the viewer processes as SCHED_BATCH: a waking viewer does not preempt the"
         " server it shares a core with (on a network, viewers are other machines)",
+    )
+    p.add_argument(
+        "--clients-nice",
+        type=int,
+        default=0,
+        help="the viewer processes' nice value (root: -10 puts them before a training child"
+        " they share a CPU with, so they read as soon as a frame comes: --cpus"
+        " training=0,server=1,clients=0 then measures the server on a CPU of its own)",
     )
     p.add_argument(
         "--nagle",
