@@ -5,6 +5,7 @@ server, tests/_postgres.py, a database per test). Failures of the file are SQLit
 PostgreSQL's are in tests/test_postgres.py.
 """
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -485,3 +486,33 @@ def test_uploaded_sets_are_named_case_blind_kept_by_runs_and_collected(store, ba
     store.delete_run("r")
     assert sets.collect() == 1 and sets.by_hash(table(2).hash) is None
     assert sets.delete("blobs") and sets.collect() == 0 and sets.list() == []
+
+
+def test_the_server_writes_history_from_a_thread_that_yields_the_cpu_to_its_loop(
+    tmp_path, monkeypatch
+):
+    """A flush is ~14 ms of CPU a second's steps; viewers' writes must not share it evenly."""
+    from app.web import server
+    from app.web.server import create_app
+    from app.web.settings import Settings
+    from tests._server import ThreadedServer
+
+    app = create_app(Settings(data_dir=tmp_path, store_flush_interval=0.02))
+    seen, flushed = [], threading.Event()
+    with ThreadedServer(app) as srv:
+        real = app.state.store.flush
+
+        def flush() -> None:
+            me = threading.get_native_id()
+            seen.append((me, os.getpriority(os.PRIO_PROCESS, me)))
+            flushed.set() if len(seen) >= 3 else None
+            real()
+
+        monkeypatch.setattr(app.state.store, "flush", flush)
+        assert flushed.wait(10), "the server never flushed its history"
+        loop_nice = os.getpriority(os.PRIO_PROCESS, srv.thread.native_id)
+        periodic = seen[:3]  # (the shutdown's last flush runs on the loop, as it must)
+    threads = {tid for tid, _ in periodic}
+    assert len(threads) == 1  # one writer thread, not the shared pool
+    assert srv.thread.native_id not in threads
+    assert {nice for _, nice in periodic} == {min(19, loop_nice + server.HISTORY_NICE)}
