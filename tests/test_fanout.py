@@ -15,6 +15,7 @@ from websockets.sync.client import connect
 from app.live import channel as hub
 from app.live import direct as direct_module
 from app.live.channel import EVICTED, Channel, Tick, Viewer
+from app.live.handle import batched
 from app.live.wire import ws_text_frame
 from app.web.server import create_app
 from app.web.settings import Settings
@@ -393,3 +394,32 @@ def test_viewers_sockets_have_nagle_off_so_a_frame_never_waits_for_an_ack(tmp_pa
                 ]
 
             assert srv.call(nodelay) == [1]
+
+
+def test_a_batch_handed_over_wakes_the_pump_once_after_its_last_item():
+    """Else the first item's wake-up lets the loop drain half a batch (the GIL goes with the
+    self-pipe's write), and the rest's wake-up moves the pump's next tick off the beat."""
+
+    async def scenario() -> tuple[list[bool], bool, int]:
+        channel = Channel("r", 1, asyncio.get_running_loop(), dict)
+        inside = []
+        with batched(channel):
+            for i in range(3):
+                channel.on_event("r", {"type": "eval", "step": i})
+                inside.append(channel.poked)
+        await asyncio.sleep(0)  # the loop runs the wake-up
+        return inside, channel.wake.is_set(), len(channel.inbox)
+
+    inside, woken, queued = asyncio.run(scenario())
+    assert inside == [False, False, False] and woken and queued == 3
+
+
+def test_the_pump_rests_less_than_a_frame_so_a_60_hz_producer_is_drained_as_it_arrives():
+    async def scenario() -> float:
+        channel = Channel("r", 1, asyncio.get_running_loop(), dict)
+        return channel._next_tick(100.0) - 100.0
+
+    rest = asyncio.run(scenario())
+    # a rest overshoots by up to ~2 ms (epoll sleeps whole milliseconds, then wakes late):
+    # it must still end before the producer's next hand-over, a frame interval on
+    assert hub.FRAME_INTERVAL / 2 < rest <= hub.FRAME_INTERVAL - 0.003

@@ -337,7 +337,7 @@ def test_a_batching_sink_is_flushed_before_each_wait_and_once_a_handoff_interval
     assert list(sink.column("step")) == list(range(1, paused["step"] + 1))  # in order, once
 
 
-def test_the_childs_pipe_sink_sends_one_batch_in_order_and_a_reply_after_it():
+def test_the_childs_pipe_sink_batches_steps_as_one_block_then_evals_and_sends_the_rest_at_once():
     class Pipe:
         def __init__(self) -> None:
             self.sent: list[tuple] = []
@@ -345,19 +345,25 @@ def test_the_childs_pipe_sink_sends_one_batch_in_order_and_a_reply_after_it():
         def send(self, message: tuple) -> None:
             self.sent.append(message)
 
+    def what(message: tuple) -> list[tuple]:
+        return [(item[0], item[1]["step"].tolist() if item[0] == "steps" else item[1]["type"])
+                for item in message[1]]  # fmt: skip
+
     pipe = Pipe()
     sink = _PipeSink(pipe, [4])
     config = RunConfig(dataset="circle", n_samples=100, hidden=[4], max_steps=10)
     sink.runner = Runner("r1", Trainer(config), sink)
-    blocks = [{"step": np.array([1])}, {"step": np.array([2])}]
-    sink.on_steps("r1", blocks[0])
-    sink.on_event("r1", {"type": "eval", "step": 1})
-    sink.on_steps("r1", blocks[1])
+    sink.on_steps("r1", {"step": np.array([1, 2])})
+    sink.on_event("r1", {"type": "eval", "step": 2})
+    sink.on_steps("r1", {"step": np.array([3])})
     assert pipe.sent == []  # held until the runner flushes
-    sink.reply(("reply", 7, True, "ok", ()))
-    assert [m[0] for m in pipe.sent] == ["batch", "reply"]  # what the control did goes first
-    kinds = [(item[0], item[1]["step"].tolist() if item[0] == "steps" else item[1]["type"])
-             for item in pipe.sent[0][1]]  # fmt: skip
-    assert kinds == [("steps", [1]), ("event", "eval"), ("steps", [2])]
     sink.flush()
-    assert len(pipe.sent) == 2  # nothing new: no empty batch
+    assert what(pipe.sent[0]) == [("steps", [1, 2, 3]), ("event", "eval")]
+    sink.flush()
+    assert len(pipe.sent) == 1  # nothing new: no empty batch
+    sink.on_steps("r1", {"step": np.array([4])})
+    sink.on_event("r1", {"type": "chime", "step": 4})  # any other event goes at once
+    assert what(pipe.sent[1]) == [("steps", [4]), ("event", "chime")]
+    sink.on_steps("r1", {"step": np.array([5])})
+    sink.reply(("reply", 7, True, "ok", ()))  # what a control did goes before its answer
+    assert what(pipe.sent[2]) == [("steps", [5])] and pipe.sent[3][0] == "reply"

@@ -33,7 +33,7 @@ from app.engine.config import RunConfig
 from app.engine.tables import Table
 from app.live.channel import DISCRETE_EVENTS
 from app.live.external import ExternalRun, OutsideShape
-from app.live.handle import CONTROLS, RunHandle, Sink, end_event, final_summary
+from app.live.handle import CONTROLS, RunHandle, Sink, batched, end_event, final_summary
 from app.live.manager import LiveRun, RunManager, TooManyRuns
 from app.live.replay import seed_earlier
 from app.live.states import LIVE_STATES, RunState
@@ -78,6 +78,9 @@ class Follow:
 
     def __init__(self, run: LiveRun, sink: Sink) -> None:
         self.run, self.sink = run, sink
+
+    def batch(self) -> contextlib.AbstractContextManager:
+        return batched(self.sink)
 
     def on_steps(self, run_id: str, block) -> None:
         self.sink.on_steps(run_id, block)

@@ -12,12 +12,13 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
 
 from app.broker import keys
 from app.broker.codec import encode_block, pack
 from app.broker.link import ERRORS, Broker, status_of
 from app.engine.steps import StepBlock
-from app.live.handle import ControlError, RunHandle, Sink
+from app.live.handle import ControlError, RunHandle, Sink, batched
 
 log = logging.getLogger("backbeat")
 
@@ -30,6 +31,13 @@ class Tee:
 
     def __init__(self, *sinks: Sink) -> None:
         self.sinks = sinks
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for sink in self.sinks:
+                stack.enter_context(batched(sink))
+            yield
 
     def on_steps(self, run_id: str, block: StepBlock) -> None:
         for sink in self.sinks:

@@ -27,6 +27,7 @@ mirrored attributes (`state`, `steps_per_second`, `current_step`, ...) are cheap
 that never block: the listing and every hello read them.
 """
 
+import contextlib
 from typing import Protocol, runtime_checkable
 
 from app.engine.steps import StepBlock
@@ -41,10 +42,20 @@ class ControlError(RuntimeError):
 
 
 class Sink(Protocol):
-    """Where a run's steps and events go (the live channel, wrapped by its recorder)."""
+    """Where a run's steps and events go (the live channel, wrapped by its recorder).
+
+    A producer that receives several at once (a child's batch) hands them over inside
+    `batched(sink)`: a sink with a `batch()` context (the channel) then wakes its
+    consumer once, at the end, so it never sees half a batch."""
 
     def on_steps(self, run_id: str, block: StepBlock) -> None: ...
     def on_event(self, run_id: str, event: dict) -> None: ...
+
+
+def batched(sink: Sink) -> contextlib.AbstractContextManager:
+    """The sink's `batch()` if it has one, else a context that does nothing."""
+    batch = getattr(sink, "batch", None)
+    return batch() if batch is not None else contextlib.nullcontext()
 
 
 @runtime_checkable

@@ -16,9 +16,10 @@ from concurrent.futures import Future
 from multiprocessing.connection import Connection
 
 from app.engine.config import RunConfig
+from app.engine.steps import concat_blocks
 from app.engine.tables import Table
 from app.engine.trainer import Trainer
-from app.live.handle import ControlError, Sink, control, end_event, final_summary
+from app.live.handle import ControlError, Sink, batched, control, end_event, final_summary
 from app.live.runner import Runner
 from app.live.snapshots import SnapshotPlan, snapshot_cap, take_snapshot
 from app.live.states import RunState
@@ -38,25 +39,29 @@ def _status(runner: Runner) -> tuple:
 
 
 class _PipeSink:
-    """The child's sink: step blocks and events go up the pipe in batches, in order.
+    """The child's sink: steps and evaluations go up the pipe in batches.
 
     An unpaced run evaluates every 50 steps, handing over a block and an eval each time:
     hundreds of pipe messages a second, each pickled here and unpickled by the server's
     reader thread, which shares the server's core (and GIL) with the fan-out. Batched,
     they are one message per `flush` (the runner's, about 60 a second while it trains,
-    and before it waits), and the server mirrors status as often as before. A control's
-    reply flushes first, so it never overtakes what the control did.
+    and before it waits), holding the batch's steps as one block, then its evals: so the
+    server's pump, woken by the block, finds every step of the batch at once. That is
+    the order a viewer gets a tick in anyway (its frame, then its evals; each eval
+    carries its step). Any other event (state, change, chime, alarm, end, ...) goes at
+    once, behind everything before it, and so does a control's reply.
     """
 
     def __init__(self, conn: Connection, layers: list[int]) -> None:
         self.conn, self.lock = conn, threading.Lock()
         self.runner: Runner | None = None
         self.snapshots = SnapshotPlan(snapshot_cap(layers))  # which evals send their weights
-        self.batch: list[tuple] = []
+        self.blocks: list = []
+        self.evals: list[tuple] = []
 
     def on_steps(self, run_id: str, block) -> None:
         with self.lock:
-            self.batch.append(("steps", block))
+            self.blocks.append(block)
 
     def on_event(self, run_id: str, event: dict) -> None:
         status = _status(self.runner)
@@ -68,8 +73,12 @@ class _PipeSink:
             if keep or dropped:
                 net = self.runner.trainer.net
                 model = take_snapshot(net, dropped) if keep else {"dropped": dropped}
+        item = ("event", event, status, model)
         with self.lock:
-            self.batch.append(("event", event, status, model))
+            if event["type"] == "eval":
+                self.evals.append(item)
+            else:
+                self._send_batch(item)
 
     def flush(self) -> None:
         with self.lock:
@@ -81,9 +90,11 @@ class _PipeSink:
             self._send_batch()
             self.conn.send(message)
 
-    def _send_batch(self) -> None:  # (holding the lock)
-        if self.batch:
-            batch, self.batch = self.batch, []
+    def _send_batch(self, *last: tuple) -> None:  # (holding the lock)
+        batch = [("steps", concat_blocks(self.blocks, 0))] if self.blocks else []
+        batch += [*self.evals, *last]
+        if batch:
+            self.blocks, self.evals = [], []
             self.conn.send(("batch", batch))
 
 
@@ -234,8 +245,9 @@ class ProcessRun:
             except (EOFError, OSError):
                 break
             if message[0] == "batch":
-                for item in message[1]:
-                    self._deliver(item)
+                with batched(self.sink):
+                    for item in message[1]:
+                        self._deliver(item)
             elif (done := self._calls.get(message[1])) is not None:  # a reply
                 done.set_result(message[2:])
         if not self._ended:  # the child died without saying goodbye

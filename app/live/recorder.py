@@ -10,7 +10,7 @@ import logging
 
 from app.engine.steps import StepBlock, finite
 from app.live.channel import Channel
-from app.live.handle import ControlError, RunHandle
+from app.live.handle import ControlError, RunHandle, Sink, batched
 from app.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -19,8 +19,11 @@ log = logging.getLogger(__name__)
 class Recorder:
     """Wraps a run's channel: the store hears everything the viewers hear, and the final model."""
 
-    def __init__(self, store: RunStore, channel: Channel, handle: RunHandle) -> None:
+    def __init__(self, store: RunStore, channel: Channel | Sink, handle: RunHandle) -> None:
         self.store, self.channel, self.handle = store, channel, handle
+
+    def batch(self) -> contextlib.AbstractContextManager:
+        return batched(self.channel)
 
     def on_steps(self, run_id: str, block: StepBlock) -> None:
         self._record(self.store.append_steps, run_id, block)
