@@ -333,7 +333,8 @@ def test_a_batching_sink_is_flushed_before_each_wait_and_once_a_handoff_interval
     paused = sink.wait_event("state", state="paused")  # flushed before the paused wait
     assert paused["step"] == sink.column("step")[-1]  # with every step before it
     gaps = np.diff(training)  # an unpaced run evaluates every 50 steps; it flushes less often
-    assert len(gaps) >= 2 and gaps.min() >= HANDOFF_INTERVAL, gaps.min()
+    # (the sink stamps a flush after the runner's hand-off, whose own time varies: 10 %)
+    assert len(gaps) >= 2 and gaps.min() >= 0.9 * HANDOFF_INTERVAL, gaps.min()
     assert list(sink.column("step")) == list(range(1, paused["step"] + 1))  # in order, once
 
 
