@@ -14,9 +14,7 @@ from app.live.thinning import History
 from app.live.wire import column, dumps, ws_text_frame
 
 FRAME_INTERVAL = 1 / 60  # s: about 60 messages a second per run, however fast training goes
-TICK_SLACK = (
-    0.004  # s a tick may come early: a rest overshoots (epoll rests whole ms, then wakes late)
-)
+TICK_SLACK = 0.004  # s a tick may come early: a rest overshoots (epoll rests whole ms)
 AUDIENCE_SHARE = 0.5  # of the time writing to the audience may take, about, before it slows
 AUDIENCE_LONGEST = 1 / 20  # s: the longest an audience viewer waits between two writes
 COST_SMOOTHING = 0.2  # weight of the newest audience write's duration in its running average
@@ -250,9 +248,11 @@ class Channel:
         tick follows that hand-over at once. Resting a whole interval, a rest's overshoot
         made the ticks drift behind the hand-overs until each batch waited up to a tick
         (~8 ms on average). A producer that hands over without pause gets ≤79 ticks a
-        second. But while only the audience watches and its writes are
-        spaced, when its next write is due, so that each write carries every step handed
-        over until then rather than those of the tick before it."""
+        second.
+
+        But while only the audience watches and its writes are spaced: when its next write
+        is due, so that the write carries every step handed over until then, not only
+        those of the tick before it."""
         after_frame = began + FRAME_INTERVAL - TICK_SLACK
         if self.audience_interval <= FRAME_INTERVAL or any(
             v.detail == "full" for v in self.viewers

@@ -99,8 +99,9 @@ class _PipeSink:
 
 
 def _child(conn: Connection, run_id: str, config: dict, table: Table | None = None) -> None:
-    """An uploaded set's rows come with the job (`table`): the child never opens the store."""
-    """The training process: run the loop, answer controls, exit when the run ends."""
+    """The training process: run the loop, answer controls, exit when the run ends.
+
+    An uploaded set's rows come with the job (`table`): the child never opens the store."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the server's to handle
     cfg = RunConfig.model_validate(config)
     trainer = Trainer(cfg, table=table)
